@@ -1,0 +1,1 @@
+"""Shared logic of the RAVDESS audio-visual emotion recognition pipeline."""

@@ -1,0 +1,96 @@
+"""Speaker-independent splits and the feature arrays each model trains on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import ParamError, read_json
+from .metadata import read_metadata
+
+SPLITS = ("train", "val", "test")
+
+
+class LeakageError(ValueError):
+    """A split that would put one actor (speaker) in two partitions."""
+
+
+def actor_splits(actors, test_actors, val_actors) -> dict[str, list[int]]:
+    """Train = every present actor that is neither test nor validation; refuse overlaps and empty parts."""
+    present = sorted(set(int(a) for a in actors))
+    test, val = set(test_actors), set(val_actors)
+    if test & val:
+        raise LeakageError(f"split: actors {sorted(test & val)} are in both test_actors and val_actors")
+    splits = {"train": [a for a in present if a not in test | val],
+              "val": [a for a in present if a in val], "test": [a for a in present if a in test]}
+    check_no_leakage(splits)
+    for name, members in splits.items():
+        if not members:
+            raise ParamError(f"split: no {name} actor among the data's actors {present} "
+                             f"(test_actors={sorted(test)}, val_actors={sorted(val)})")
+    return splits
+
+
+def check_no_leakage(splits: dict[str, list[int]]) -> None:
+    seen: dict[int, str] = {}
+    for name, members in splits.items():
+        for actor in members:
+            if actor in seen:
+                raise LeakageError(f"split: actor {actor} is in both {seen[actor]} and {name}")
+            seen[actor] = name
+
+
+@dataclass
+class FeatureSet:
+    """Arrays aligned on `clips`: inputs by name ('video', 'logmel', 'audio_emb'), labels, actors."""
+    clips: np.ndarray
+    labels: np.ndarray
+    actors: np.ndarray
+    inputs: dict[str, np.ndarray]
+    excluded: list[dict] = field(default_factory=list)
+
+    def subset(self, actors) -> "FeatureSet":
+        keep = np.isin(self.actors, list(actors))
+        return FeatureSet(self.clips[keep], self.labels[keep], self.actors[keep],
+                          {k: v[keep] for k, v in self.inputs.items()})
+
+
+def _load_inputs(features: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    video = np.load(features / "video.npz")
+    audio = np.load(features / "audio.npz")
+    return {"video": (video["clips"], video["embeddings"]), "logmel": (audio["clips"], audio["logmel"]),
+            "audio_emb": (audio["clips"], audio["embeddings"])}
+
+
+def load_feature_set(features: Path, metadata: Path, needs: tuple[str, ...]) -> FeatureSet:
+    """Clips that have every input in `needs`; the others are listed in `excluded` with the reason."""
+    meta = read_metadata(metadata).set_index("clip_id")
+    available = _load_inputs(Path(features))
+    unknown = set(needs) - set(available)
+    if unknown:
+        raise ParamError(f"model inputs {sorted(unknown)} unknown; available: {sorted(available)}")
+    index = {name: {c: i for i, c in enumerate(available[name][0])} for name in needs}
+    clips, excluded = [], []
+    for clip in meta.index:
+        missing = [name for name in needs if clip not in index[name]]
+        (excluded.append({"clip": clip, "reason": f"no {', '.join(missing)} features"}) if missing
+         else clips.append(clip))
+    inputs = {name: np.stack([available[name][1][index[name][c]] for c in clips]).astype(np.float32)
+              for name in needs}
+    rows = meta.loc[clips]
+    return FeatureSet(np.array(clips), rows["label"].to_numpy(), rows["actor"].to_numpy(), inputs, excluded)
+
+
+def split_feature_set(data: FeatureSet, split_cfg: dict) -> dict[str, FeatureSet]:
+    splits = actor_splits(data.actors, split_cfg["test_actors"], split_cfg["val_actors"])
+    return {name: data.subset(members) for name, members in splits.items()}
+
+
+def metadata_of(metadata: Path) -> pd.DataFrame:
+    return read_metadata(metadata)
+
+
+def feature_info(features: Path) -> dict:
+    return read_json(Path(features) / "info.json")
