@@ -59,9 +59,12 @@ def extract_audio(video: Path, wav: Path, sample_rate: int) -> AudioResult:
         return AudioResult(clip, "failed", message=str(err))
     if samples is None:
         return AudioResult(clip, "no_audio", message=f"{video}: has no audio stream")
+    if samples.size == 0:
+        return AudioResult(clip, "failed", message=f"{video}: no audio samples could be decoded "
+                                                   "(corrupt or truncated file)")
     level = rms_dbfs(samples)
     seconds = len(samples) / sample_rate
-    if samples.size == 0 or level < SILENCE_DBFS:
+    if level < SILENCE_DBFS:
         return AudioResult(clip, "silent", round(level, 1), seconds,
                            f"{video}: audio is silent (RMS {level:.1f} dBFS)")
     with atomic_path(wav) as tmp:

@@ -44,7 +44,9 @@ def run(cfg: dict, audio_cfg: dict, n_frames: int, faces: Path, audio: Path, out
         np.savez(tmp / "video.npz", clips=np.array(video_clips), embeddings=video_emb)
         np.savez(tmp / "audio.npz", clips=np.array(audio_clips), logmel=logmel,
                  embeddings=audio_emb.astype(np.float16))
-        info = {"weights": weights_used, "embedding_size": size, "video_shape": list(video_emb.shape),
+        preprocessing = {"faces": read_json(faces / "report.json")["config"], "audio": audio_cfg, "features": cfg}
+        info = {"weights": weights_used, "preprocessing": preprocessing, "embedding_size": size,
+                "video_shape": list(video_emb.shape),
                 "logmel_shape": list(logmel.shape), "audio_embedding_shape": list(audio_emb.shape),
                 "clips_without_audio": sorted(set(video_clips) - set(audio_clips)),
                 "clips_without_video": sorted(set(audio_clips) - set(video_clips))}

@@ -1,0 +1,84 @@
+"""The real pipeline under DVC on a tiny slice of the embedded sample: repro, no-op repro, targeted rerun."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+ACTORS = ["01", "02", "13", "17"]
+
+
+def dvc(project: Path, *args) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, text=True,
+                          capture_output=True)
+    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("project")
+    for item in ("dvc.yaml", "params.yaml", "stages", "avemo"):
+        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
+        copy(ROOT / item, project / item)
+    sample = project / "data" / "sample"
+    sample.mkdir(parents=True)
+    sums = [line for line in (ROOT / "data/sample/MD5SUMS").read_text().splitlines()
+            if any(f"Actor_{a}.zip" in line for a in ACTORS)]
+    (sample / "MD5SUMS").write_text("\n".join(sums) + "\n")
+    for actor in ACTORS:
+        shutil.copy(ROOT / f"data/sample/Video_Speech_Actor_{actor}.zip", sample)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["faces"].update(n_frames=4, size=48)
+    params["features"]["weights"] = "none"  # no network in tests; recorded as random-init
+    params["split"] = {"test_actors": [17], "val_actors": [13]}
+    params["train_defaults"].update(epochs=2, patience=2)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(project, "init", "--no-scm", "-q")
+    return project
+
+
+def test_repro_builds_every_stage_then_does_nothing(project):
+    log = dvc(project, "repro")
+    for stage in ("download", "extract_audio", "faces", "features", "train@fusion_concat", "evaluate@video_lstm"):
+        assert f"Running stage '{stage}'" in log
+    for model in ("logmel_cnn", "video_lstm", "fusion_concat"):
+        metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
+        assert metrics["n"] == 8 and 0 <= metrics["accuracy"] <= 1
+        assert metrics["weights"] == "mobilenet_v2:random-init" and metrics["test_actors"] == [17]
+        assert (project / "metrics/plots" / model / "confusion.png").stat().st_size > 1000
+        assert (project / "models" / f"{model}.pt").exists()
+    meta = (project / "data/raw/metadata.csv").read_text().splitlines()
+    assert len(meta) == 33 and meta[0].startswith("clip_id,modality,vocal_channel,emotion")
+    assert "Running stage" not in dvc(project, "repro")
+
+
+def test_changing_one_models_rate_reruns_only_that_model(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["video_lstm"]["train"]["lr"] = 0.002
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(project, "status")
+    assert "train@video_lstm" in status and "faces" not in status and "train@logmel_cnn" not in status
+    log = dvc(project, "repro")
+    ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+    assert ran == ["evaluate@video_lstm", "train@video_lstm"]
+    shown = dvc(project, "metrics", "show")
+    assert "metrics/video_lstm.json" in shown and "metrics/fusion_concat.json" in shown
+
+
+def test_stage_error_names_the_bad_parameter(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["features"]["backbone"] = "alexnet9"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = subprocess.run([sys.executable, "stages/features.py", "--faces", "data/faces", "--audio", "data/audio",
+                           "--out", "/tmp/unused-features"], cwd=project, text=True, capture_output=True)
+    assert done.returncode == 1
+    assert "features.backbone: 'alexnet9' is not valid; choose one of: mobilenet_v2, resnet18" in done.stderr
+    assert "Traceback" not in done.stderr
