@@ -12,7 +12,9 @@ import soundfile as sf
 
 from .io import atomic_path
 
-SILENCE_DBFS = -60.0  # RMS below this is silence (RAVDESS video-only tracks sit near -91 dBFS)
+# Silence: the loudest 50 ms frame stays below this. RAVDESS video-only tracks sit near -91 dBFS or are
+# digital zero; the quietest real speech of ravdess-lite peaks near -54 dBFS.
+SILENCE_DBFS = -70.0
 
 
 @dataclass
@@ -50,6 +52,14 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 20 * np.log10(max(rms, 1e-12))
 
 
+def peak_frame_dbfs(samples: np.ndarray, sample_rate: int, frame_ms: float = 50) -> float:
+    """RMS level of the loudest frame: a quiet speaker still peaks well above a silent track."""
+    size = max(1, int(sample_rate * frame_ms / 1000))
+    frames = samples[:len(samples) // size * size].reshape(-1, size) if len(samples) >= size else samples[None]
+    loudest = float(np.sqrt(np.square(frames, dtype=np.float64).mean(axis=1)).max()) if frames.size else 0.0
+    return 20 * np.log10(max(loudest, 1e-12))
+
+
 def extract_audio(video: Path, wav: Path, sample_rate: int) -> AudioResult:
     """Write `wav` (16-bit mono) from `video`; report missing, silent or unreadable audio."""
     clip = Path(video).stem
@@ -62,11 +72,11 @@ def extract_audio(video: Path, wav: Path, sample_rate: int) -> AudioResult:
     if samples.size == 0:
         return AudioResult(clip, "failed", message=f"{video}: no audio samples could be decoded "
                                                    "(corrupt or truncated file)")
-    level = rms_dbfs(samples)
+    level, peak = rms_dbfs(samples), peak_frame_dbfs(samples, sample_rate)
     seconds = len(samples) / sample_rate
-    if level < SILENCE_DBFS:
+    if peak < SILENCE_DBFS:
         return AudioResult(clip, "silent", round(level, 1), seconds,
-                           f"{video}: audio is silent (RMS {level:.1f} dBFS)")
+                           f"{video}: audio is silent (loudest 50 ms at {peak:.1f} dBFS, below {SILENCE_DBFS:.0f})")
     with atomic_path(wav) as tmp:
         sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
     return AudioResult(clip, "ok", round(level, 1), round(seconds, 3))

@@ -57,28 +57,41 @@ class FeatureSet:
                           {k: v[keep] for k, v in self.inputs.items()})
 
 
-def _load_inputs(features: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    video = np.load(features / "video.npz")
-    audio = np.load(features / "audio.npz")
-    return {"video": (video["clips"], video["embeddings"]), "logmel": (audio["clips"], audio["logmel"]),
-            "audio_emb": (audio["clips"], audio["embeddings"])}
+INPUTS = ("video", "frames", "logmel", "wave", "audio_emb")
 
 
-def load_feature_set(features: Path, metadata: Path, needs: tuple[str, ...]) -> FeatureSet:
+def _load_input(name: str, features: Path, faces: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(clip ids, array) of one input: embeddings and spectrograms from the features stage, face crops
+    (uint8, frames x H x W x 3) from the faces stage."""
+    if name == "frames":
+        if faces is None:
+            raise ParamError("input 'frames' needs the faces directory (--faces)")
+        from .video import load_strip
+
+        n_frames = read_json(Path(features) / "info.json")["preprocessing"]["faces"]["n_frames"]
+        clips = sorted(read_json(Path(faces) / "tracks.json"))
+        return np.array(clips), np.stack([load_strip(Path(faces) / "strips" / f"{c}.jpg", n_frames) for c in clips])
+    source, key = {"video": ("video", "embeddings"), "logmel": ("audio", "logmel"), "wave": ("audio", "wave"),
+                   "audio_emb": ("audio", "embeddings")}[name]
+    with np.load(Path(features) / f"{source}.npz") as arrays:
+        return arrays["clips"], arrays[key]
+
+
+def load_feature_set(features: Path, metadata: Path, needs: tuple[str, ...], faces: Path | None = None) -> FeatureSet:
     """Clips that have every input in `needs`; the others are listed in `excluded` with the reason."""
     meta = read_metadata(metadata).set_index("clip_id")
-    available = _load_inputs(Path(features))
-    unknown = set(needs) - set(available)
+    unknown = set(needs) - set(INPUTS)
     if unknown:
-        raise ParamError(f"model inputs {sorted(unknown)} unknown; available: {sorted(available)}")
+        raise ParamError(f"model inputs {sorted(unknown)} unknown; available: {', '.join(INPUTS)}")
+    available = {name: _load_input(name, Path(features), faces) for name in needs}
     index = {name: {c: i for i, c in enumerate(available[name][0])} for name in needs}
     clips, excluded = [], []
     for clip in meta.index:
         missing = [name for name in needs if clip not in index[name]]
         (excluded.append({"clip": clip, "reason": f"no {', '.join(missing)} features"}) if missing
          else clips.append(clip))
-    inputs = {name: np.stack([available[name][1][index[name][c]] for c in clips]).astype(np.float32)
-              for name in needs}
+    inputs = {name: available[name][1][[index[name][c] for c in clips]] for name in needs}
+    inputs = {name: v if v.dtype == np.uint8 else v.astype(np.float32) for name, v in inputs.items()}
     rows = meta.loc[clips]
     return FeatureSet(np.array(clips), rows["label"].to_numpy(), rows["actor"].to_numpy(), inputs, excluded)
 

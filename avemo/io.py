@@ -27,8 +27,18 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            # A directory cannot be replaced by a rename: move the finished old one aside first, so
+            # that it is deleted only once the new one is in place (and put back if that fails).
+            old = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-old-", dir=target.parent))
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -36,25 +46,62 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+class WriteError(OSError):
+    """An output file that could not be written (full disk, file size limit, permissions...)."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})"
+
+
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    """`err` restated as a WriteError naming `path` (the file meant, not its temporary name)."""
+    if isinstance(err, WriteError):
+        return err
+    return WriteError(err.errno, err.strerror or str(err), str(path))
+
+
+def as_final(err: OSError, tmp: str | Path, target: str | Path) -> WriteError:
+    """A write error inside the temporary folder of `atomic_path(target)`, naming the file's final path."""
+    err = err if isinstance(err, WriteError) else write_error(err.filename or tmp, err)
+    try:
+        return WriteError(err.errno, err.strerror, str(Path(target) / Path(err.filename).relative_to(tmp)))
+    except ValueError:
+        return err
+
+
 def write_json(path: str | Path, data) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    except OSError as err:
+        raise write_error(path, err) from None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:
+        raise write_error(path, err) from None
 
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def remove_stale_temporaries(directory: str | Path) -> int:
-    """Delete `.tmp-*` leftovers of an interrupted run; return how many were removed."""
+def remove_stale_temporaries(directory: str | Path, name: str | None = None) -> int:
+    """Delete `.tmp-*` leftovers of an interrupted run (only those of `atomic_path(directory / name)`
+    when `name` is given); return how many were removed."""
     count = 0
-    for leftover in Path(directory).glob(".tmp-*"):
-        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for leftover in directory.glob(f".tmp-{name}-*" if name else ".tmp-*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
         count += 1
     return count
 
@@ -74,8 +121,12 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
         raise ParamError(f"{path}: not valid YAML: {err}") from None
     if section is None:
         return params
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: expected a mapping of sections, found {type(params).__name__}")
     if section not in params:
         raise ParamError(f"{path}: section '{section}' is missing")
+    if not isinstance(params[section], dict):
+        raise ParamError(f"{path}: section '{section}' must be a mapping of keys, found {params[section]!r}")
     return params[section]
 
 

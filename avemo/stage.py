@@ -6,7 +6,7 @@ from typing import Callable
 
 from .download import DownloadError
 from .ids import BadClipName
-from .io import ParamError
+from .io import ParamError, WriteError
 
 
 class StageError(RuntimeError):
@@ -16,9 +16,22 @@ class StageError(RuntimeError):
 KNOWN_FAILURES = (StageError, DownloadError, ParamError, BadClipName)
 
 
+def os_error_message(err: OSError) -> str:
+    """'<path>: <reason>' for a failed file operation (WriteError already reads that way)."""
+    if isinstance(err, WriteError) or not err.filename:
+        return str(err)
+    where = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
+    return f"{where}: {err.strerror or err}"
+
+
 def run_stage(body: Callable[[], object]) -> None:
+    """Run a stage's body; known failures and file-system errors (missing input, full disk, file too
+    large, permissions) end with one line `error: <path>: <reason>` on stderr and exit code 1."""
     try:
         body()
     except KNOWN_FAILURES as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
         sys.exit(1)

@@ -14,6 +14,7 @@ from .data import FeatureSet, load_feature_set, split_feature_set
 from .ids import EMOTIONS
 from .io import atomic_path, choice, read_json
 from .models import build_model, model_inputs
+from .triplets import TripletSampler
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -32,8 +33,12 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+RAW_INPUTS = ("frames", "wave")  # normalised inside the models (face crops) or level-dependent (waveform)
+
+
 class Normalizer:
-    """Per-feature mean/std fitted on the training clips only (last axis for embeddings, mel bins for log-mel)."""
+    """Per-feature mean/std fitted on the training clips only (last axis for embeddings, mel bins for
+    log-mel); raw face crops and waveforms pass through unchanged."""
 
     def __init__(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]):
         self.stats = stats
@@ -42,6 +47,8 @@ class Normalizer:
     def fit(cls, data: FeatureSet) -> "Normalizer":
         stats = {}
         for name, values in data.inputs.items():
+            if name in RAW_INPUTS:
+                continue
             axes = (0, 2) if name == "logmel" else tuple(range(values.ndim - 1))
             mean = values.mean(axis=axes, keepdims=True)[0]
             std = values.std(axis=axes, keepdims=True)[0] + 1e-5
@@ -49,7 +56,8 @@ class Normalizer:
         return cls(stats)
 
     def tensors(self, data: FeatureSet) -> dict[str, torch.Tensor]:
-        return {name: torch.from_numpy((values - self.stats[name][0]) / self.stats[name][1]).float()
+        return {name: torch.from_numpy(values if name not in self.stats
+                                       else ((values - self.stats[name][0]) / self.stats[name][1]).astype(np.float32))
                 for name, values in data.inputs.items()}
 
     def state_dict(self) -> dict:
@@ -77,15 +85,33 @@ def spec_augment(logmel: torch.Tensor, generator: torch.Generator, max_freq: int
     return out
 
 
+def wave_augment(wave: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000) -> torch.Tensor:
+    """Training-only waveform augmentation, one random draw per batch: pitch shift (+-2 semitones),
+    time stretch (0.85-1.15x, pitch kept, via the phase vocoder) and additive noise at 15-35 dB SNR."""
+    import torchaudio.functional as AF
+
+    length, out = wave.shape[1], wave
+    rand = lambda: float(torch.rand(1, generator=generator))  # noqa: E731
+    if rand() < 0.5:
+        out = AF.pitch_shift(out, sample_rate, n_steps=int(torch.randint(-2, 3, (1,), generator=generator)))
+    if rand() < 0.5:
+        n_fft, hop = 512, 128
+        window = torch.hann_window(n_fft, device=out.device)
+        spec = torch.stft(out, n_fft, hop, window=window, return_complex=True)
+        phase_advance = torch.linspace(0, torch.pi * hop, spec.shape[1], device=out.device)[..., None]
+        spec = AF.phase_vocoder(spec, 0.85 + 0.3 * rand(), phase_advance)
+        out = torch.istft(spec, n_fft, hop, window=window)
+        out = nn.functional.pad(out, (0, max(0, length - out.shape[1])))[:, :length]
+    snr_db = 15 + 20 * rand()
+    power = out.pow(2).mean(dim=1, keepdim=True)
+    noise = torch.randn(out.shape, generator=generator) * (power / 10 ** (snr_db / 10)).sqrt()
+    return out + noise
+
+
 def augment(batch: dict, generator: torch.Generator) -> dict:
-    return {k: spec_augment(v, generator) if k == "logmel" else v for k, v in batch.items()}
-
-
-def batches(tensors: dict, labels: torch.Tensor, size: int, order: torch.Tensor | None = None):
-    order = torch.arange(len(labels)) if order is None else order
-    for start in range(0, len(order), size):
-        index = order[start:start + size]
-        yield {k: v[index] for k, v in tensors.items()}, labels[index]
+    """Applied to training batches only (never in predict_proba, which validation and test use)."""
+    ops = {"logmel": spec_augment, "wave": wave_augment}
+    return {k: ops[k](v, generator) if k in ops else v for k, v in batch.items()}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -93,10 +119,12 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, tensors: dict, device: torch.device, batch_size: int = 64) -> np.ndarray:
+def predict_proba(model: nn.Module, tensors: dict, device: torch.device | str, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities in evaluation mode (no augmentation), batch by batch."""
     model.eval()
-    dummy = torch.zeros(len(next(iter(tensors.values()))), dtype=torch.long)
-    probs = [torch.softmax(model(to_device(b, device)).float(), dim=1).cpu() for b, _ in batches(tensors, dummy, batch_size)]
+    count = len(next(iter(tensors.values())))
+    probs = [torch.softmax(model(to_device({k: v[i:i + batch_size] for k, v in tensors.items()}, device)).float(), 1).cpu()
+             for i in range(0, count, batch_size)]
     return torch.cat(probs).numpy()
 
 
@@ -119,68 +147,147 @@ def make_scheduler(optimizer, cfg: dict):
 def prepare(cfg: dict):
     """Load features for the model's inputs, split by actor, fit the normaliser on train only."""
     needs = model_inputs(cfg["architecture"], cfg.get("args", {}))
-    data = load_feature_set(Path(cfg["features"]), Path(cfg["metadata"]), needs)
+    data = load_feature_set(Path(cfg["features"]), Path(cfg["metadata"]), needs,
+                            Path(cfg["faces"]) if cfg.get("faces") else None)
     parts = split_feature_set(data, cfg["split"])
     return data, parts
 
 
-def train(cfg: dict, live=None) -> dict:
-    """Train one model from `cfg` (model, architecture, args, train, split, features, metadata,
-    checkpoint); keep the epoch with the best validation accuracy. Returns validation metrics."""
-    tcfg = cfg["train"]
-    seed_everything(tcfg["seed"])
-    device = pick_device(tcfg.get("device", "auto"))
-    data, parts = prepare(cfg)
-    normalizer = Normalizer.fit(parts["train"])
-    train_x, val_x = normalizer.tensors(parts["train"]), normalizer.tensors(parts["val"])
-    train_y, val_y = torch.from_numpy(parts["train"].labels), torch.from_numpy(parts["val"].labels)
-    shapes = {k: tuple(v.shape[1:]) for k, v in train_x.items()}
-    model = build_model(cfg["architecture"], shapes, cfg.get("args", {})).to(device)
-    optimizer, loss_fn = make_optimizer(model, tcfg), nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
-    scheduler = make_scheduler(optimizer, tcfg)
-    generator = torch.Generator().manual_seed(tcfg["seed"])
-    best = {"val_accuracy": -1.0, "epoch": 0}
-    best_state, stale = None, 0
-    for epoch in tqdm(range(1, tcfg["epochs"] + 1), desc=f"train {cfg['model']}", unit="epoch"):
-        model.train()
+class Trainer:
+    """Holds the model, optimiser, scheduler and data of one run; `fit` trains with early stopping."""
+
+    def __init__(self, cfg: dict, live=None):
+        self.cfg, self.tcfg, self.live = cfg, cfg["train"], live
+        seed_everything(self.tcfg["seed"])
+        self.device = pick_device(self.tcfg.get("device", "auto"))
+        self.data, parts = prepare(cfg)
+        self.normalizer = Normalizer.fit(parts["train"])
+        self.train_x, self.val_x = self.normalizer.tensors(parts["train"]), self.normalizer.tensors(parts["val"])
+        self.train_y, self.val_y = torch.from_numpy(parts["train"].labels), torch.from_numpy(parts["val"].labels)
+        self.shapes = {k: tuple(v.shape[1:]) for k, v in self.train_x.items()}
+        self.model = build_model(cfg["architecture"], self.shapes, cfg.get("args", {})).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.tcfg)
+        self.scheduler = make_scheduler(self.optimizer, self.tcfg)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.tcfg["label_smoothing"])
+        self.generator = torch.Generator().manual_seed(self.tcfg["seed"])
+        self.triplets = TripletSampler(parts["train"].labels, self.generator) \
+            if getattr(self.model, "triplet_weight", 0) > 0 else None
+        self.amp = self.device.type == "cuda" and self.tcfg.get("amp", True)
+        self.best = {"val_accuracy": -1.0, "val_loss": float("nan"), "epoch": 0}
+        self.best_state, self.start_epoch = None, 1
+
+    def last_path(self) -> Path:
+        path = Path(self.cfg["checkpoint"])
+        return path.parent / "last" / f"{path.stem}.last.pt"
+
+    def state(self, epoch: int) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None, "epoch": epoch,
+                "config": self.cfg, "normalizer": self.normalizer.state_dict(), "shapes": self.shapes,
+                "classes": list(EMOTIONS), "feature_info": read_json(Path(self.cfg["features"]) / "info.json")}
+
+    def resume(self) -> None:
+        """Continue an interrupted run from its last checkpoint when the configuration is unchanged."""
+        path = self.last_path()
+        if not (self.tcfg.get("resume") and path.exists()):
+            return
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["config"] != self.cfg:
+            print(f"{path}: configuration changed since it was written; training from scratch")
+            return
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler and saved["scheduler"]:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.best, self.best_state = saved["best"], saved["best_state"]
+        self.generator.set_state(saved["generator"])
+        self.start_epoch = saved["epoch"] + 1
+        print(f"{path}: resuming after epoch {saved['epoch']}")
+
+    def loss(self, batch: dict, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        batch, labels = to_device(batch, self.device), labels.to(self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            if hasattr(self.model, "loss"):
+                loss = self.model.loss(batch, labels, self.loss_fn)
+            else:
+                loss = self.loss_fn(self.model(batch), labels)
+            if self.triplets is not None:
+                positives, negatives = self.triplets.sample(index.numpy())
+                pick = lambda rows: to_device({k: v[rows] for k, v in self.train_x.items()}, self.device)  # noqa: E731
+                loss = loss + self.model.triplet_weight * self.model.triplet_loss(batch, pick(positives), pick(negatives))
+        return loss.float()
+
+    def train_epoch(self) -> float:
+        self.model.train()
         total, count = 0.0, 0
-        for batch, labels in batches(train_x, train_y, tcfg["batch_size"], torch.randperm(len(train_y), generator=generator)):
-            batch = augment(batch, generator) if tcfg["augment"] else batch
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(to_device(batch, device)), labels.to(device))
+        order = torch.randperm(len(self.train_y), generator=self.generator)
+        if self.tcfg.get("limit_batches"):  # smoke configuration
+            order = order[:self.tcfg["limit_batches"] * self.tcfg["batch_size"]]
+        for start in range(0, len(order), self.tcfg["batch_size"]):
+            index = order[start:start + self.tcfg["batch_size"]]
+            batch = {k: v[index] for k, v in self.train_x.items()}
+            batch = augment(batch, self.generator) if self.tcfg["augment"] else batch
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(batch, self.train_y[index], index)
             loss.backward()
-            if tcfg.get("grad_clip"):
-                nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            total, count = total + loss.item() * len(labels), count + len(labels)
-        val_probs = predict_proba(model, val_x, device)
-        val_acc = float((val_probs.argmax(1) == val_y.numpy()).mean())
-        val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(val_probs) + 1e-9), val_y))
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_acc)
-        elif scheduler is not None:
-            scheduler.step()
-        if live is not None:
-            for key, value in {"train/loss": total / count, "val/loss": val_loss, "val/accuracy": val_acc,
-                               "lr": optimizer.param_groups[0]["lr"]}.items():
-                live.log_metric(key, value)
-            live.next_step()
-        if val_acc > best["val_accuracy"]:
-            best = {"val_accuracy": val_acc, "val_loss": val_loss, "epoch": epoch}
-            best_state = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict() if scheduler else None})
-            stale = 0
-        else:
-            stale += 1
-            if stale >= tcfg["patience"]:
+            if self.tcfg.get("grad_clip"):
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg["grad_clip"])
+            self.optimizer.step()
+            total, count = total + loss.item() * len(index), count + len(index)
+        return total / count
+
+    def validate(self) -> tuple[float, float]:
+        count = len(self.val_y)
+        if self.tcfg.get("limit_batches"):  # smoke configuration: the first clips only
+            count = min(count, self.tcfg["limit_batches"] * self.tcfg["batch_size"])
+        probs = predict_proba(self.model, {k: v[:count] for k, v in self.val_x.items()}, self.device)
+        labels = self.val_y[:count]
+        accuracy = float((probs.argmax(1) == labels.numpy()).mean())
+        loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), labels))
+        return accuracy, loss
+
+    def log(self, values: dict) -> None:
+        if self.live is not None:
+            for key, value in values.items():
+                self.live.log_metric(key, value)
+            self.live.next_step()
+
+    def fit(self) -> dict:
+        self.resume()
+        epoch, stale = self.start_epoch - 1, 0
+        for epoch in tqdm(range(self.start_epoch, self.tcfg["epochs"] + 1), desc=f"train {self.cfg['model']}",
+                          unit="epoch"):
+            train_loss = self.train_epoch()
+            val_acc, val_loss = self.validate()
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val_acc)
+            elif self.scheduler is not None:
+                self.scheduler.step()
+            self.log({"train/loss": train_loss, "val/loss": val_loss, "val/accuracy": val_acc,
+                      "lr": self.optimizer.param_groups[0]["lr"]})
+            if val_acc > self.best["val_accuracy"]:
+                self.best = {"val_accuracy": val_acc, "val_loss": val_loss, "epoch": epoch}
+                self.best_state = copy.deepcopy(self.state(epoch))
+                stale = 0
+            else:
+                stale += 1
+            with atomic_path(self.last_path()) as tmp:  # every epoch: what `resume` continues from
+                torch.save({**self.state(epoch), "best": self.best, "best_state": self.best_state,
+                            "generator": self.generator.get_state()}, tmp)
+            if stale >= self.tcfg["patience"]:
                 break
-    checkpoint = {**best_state, "epoch": best["epoch"], "config": cfg, "normalizer": normalizer.state_dict(),
-                  "shapes": shapes, "classes": list(EMOTIONS), "feature_info": read_json(Path(cfg["features"]) / "info.json")}
-    with atomic_path(cfg["checkpoint"]) as tmp:
-        torch.save(checkpoint, tmp)
-    return {"best_epoch": best["epoch"], "epochs_run": epoch, "val_accuracy": round(best["val_accuracy"], 4),
-            "val_loss": round(best["val_loss"], 4), "train_clips": len(train_y), "val_clips": len(val_y),
-            "excluded_clips": len(data.excluded), "device": str(device)}
+        with atomic_path(self.cfg["checkpoint"]) as tmp:
+            torch.save(self.best_state, tmp)
+        return {"best_epoch": self.best["epoch"], "epochs_run": epoch,
+                "val_accuracy": round(self.best["val_accuracy"], 4), "val_loss": round(self.best["val_loss"], 4),
+                "train_clips": len(self.train_y), "val_clips": len(self.val_y),
+                "excluded_clips": len(self.data.excluded), "device": str(self.device)}
+
+
+def train(cfg: dict, live=None) -> dict:
+    """Train one model from `cfg` (model, architecture, args, train, split, features, metadata, faces,
+    checkpoint); keep the epoch with the best validation accuracy. Returns validation metrics."""
+    return Trainer(cfg, live).fit()
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):

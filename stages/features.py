@@ -21,20 +21,22 @@ def video_features(faces: Path, backbone, n_frames: int) -> tuple[list[str], np.
     return clips, np.stack(embeddings).astype(np.float16)
 
 
-def audio_features(audio: Path, cfg: dict) -> tuple[list[str], np.ndarray]:
+def audio_features(audio: Path, cfg: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Fixed windows of the waveform (offset_s, duration_s) and their log-mel spectrograms."""
     rate = cfg["sample_rate"]
     logmel = LogMel(rate, cfg["n_mels"], cfg["n_fft"], cfg["hop_ms"])
     wavs = sorted((audio / "wav").glob("*.wav"))
     length, offset = int(cfg["duration_s"] * rate), int(cfg["offset_s"] * rate)
-    specs = [logmel(fix_length(load_wav(w, rate), length, offset)) for w in tqdm(wavs, desc="log-mel", unit="clip")]
-    return [w.stem for w in wavs], np.stack(specs).astype(np.float16)
+    waves = np.stack([fix_length(load_wav(w, rate), length, offset) for w in tqdm(wavs, desc="waveforms", unit="clip")])
+    specs = np.stack([logmel(wave) for wave in tqdm(waves, desc="log-mel", unit="clip")])
+    return [w.stem for w in wavs], waves.astype(np.float16), specs.astype(np.float16)
 
 
 def run(cfg: dict, audio_cfg: dict, n_frames: int, faces: Path, audio: Path, out: Path) -> dict:
     torch.manual_seed(0)
     backbone, size, weights_used = load_backbone(cfg["backbone"], cfg["weights"])
     video_clips, video_emb = video_features(faces, backbone, n_frames)
-    audio_clips, logmel = audio_features(audio, audio_cfg)
+    audio_clips, waves, logmel = audio_features(audio, audio_cfg)
     if not video_clips or not audio_clips:
         raise StageError(f"{faces} / {audio}: no usable clips for features")
     audio_emb = np.concatenate([embed(backbone, spectrogram_to_image(logmel[i:i + 64]))
@@ -42,7 +44,7 @@ def run(cfg: dict, audio_cfg: dict, n_frames: int, faces: Path, audio: Path, out
     with atomic_path(out) as tmp:
         tmp.mkdir()
         np.savez(tmp / "video.npz", clips=np.array(video_clips), embeddings=video_emb)
-        np.savez(tmp / "audio.npz", clips=np.array(audio_clips), logmel=logmel,
+        np.savez(tmp / "audio.npz", clips=np.array(audio_clips), logmel=logmel, wave=waves,
                  embeddings=audio_emb.astype(np.float16))
         preprocessing = {"faces": read_json(faces / "report.json")["config"], "audio": audio_cfg, "features": cfg}
         info = {"weights": weights_used, "preprocessing": preprocessing, "embedding_size": size,

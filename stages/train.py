@@ -16,13 +16,14 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--metadata", type=Path, required=True)
+    parser.add_argument("--faces", type=Path, required=True, help="face crops, for models on raw frames")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True, help="dvclive directory")
     args = parser.parse_args()
 
     def body():
         cfg = model_config(load_params(), args.model, features=str(args.features), metadata=str(args.metadata),
-                           checkpoint=str(args.checkpoint))
+                           faces=str(args.faces), checkpoint=str(args.checkpoint))
         with Live(str(args.live), save_dvc_exp=False, dvcyaml=False) as live:
             metrics = train(cfg, live)
         print(f"train {args.model}: {metrics}")

@@ -1,0 +1,39 @@
+"""Models by architecture name. Each takes a dict of input tensors and returns class logits; `encode`
+gives the latent vector that fusion models combine. Inputs: 'video' (frames x D frame embeddings),
+'frames' (frames x H x W x 3 uint8 face crops), 'logmel' (mels x frames), 'wave' (samples),
+'audio_emb' (D spectrogram embedding)."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..io import choice
+from .audio import EmbeddingMLP, SpectrogramCNN, WaveCNN
+from .blocks import N_CLASSES
+from .fusion import ConcatFusion, CrossModalAttentionFusion
+from .video import FrameSequence, FrameVoting, Video3D
+
+ARCHITECTURES = {
+    "logmel_cnn": SpectrogramCNN,
+    "spectrogram_cnn": SpectrogramCNN,
+    "wave_cnn": WaveCNN,
+    "embedding_mlp": EmbeddingMLP,
+    "frame_sequence": FrameSequence,
+    "frame_voting": FrameVoting,
+    "video3d": Video3D,
+    "concat_fusion": ConcatFusion,
+    "cross_attention_fusion": CrossModalAttentionFusion,
+}
+
+
+def build_model(architecture: str, shapes: dict, args: dict) -> nn.Module:
+    choice(architecture, ARCHITECTURES, "architecture")
+    return ARCHITECTURES[architecture](shapes, **args)
+
+
+def model_inputs(architecture: str, args: dict) -> tuple[str, ...]:
+    """Input names a model needs, known before any data is loaded."""
+    choice(architecture, ARCHITECTURES, "architecture")
+    return ARCHITECTURES[architecture].input_names(args)
+
+
+__all__ = ["ARCHITECTURES", "N_CLASSES", "build_model", "model_inputs"]

@@ -1,0 +1,98 @@
+"""Audio models: log-mel and MFCC 2D CNNs, a 1D CNN on the raw waveform, an MLP on spectrogram embeddings."""
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from .blocks import Classifier, classifier, conv_stack_2d, mean_max_pool
+
+
+class SpectrogramCNN(Classifier):
+    """2D CNN over a (mels x frames) log-mel spectrogram, or over MFCCs computed from the waveform."""
+
+    def __init__(self, shapes: dict, channels=(32, 64, 128, 128), latent: int = 128, dropout: float = 0.3,
+                 source: str = "logmel", n_mfcc: int = 40, sample_rate: int = 16000, stem_stride: int = 1):
+        super().__init__()
+        self.source = source
+        if source == "mfcc":
+            self.mfcc = torchaudio.transforms.MFCC(sample_rate, n_mfcc, melkwargs={
+                "n_fft": 512, "hop_length": sample_rate // 100, "n_mels": 64})
+            self.mfcc_norm = nn.BatchNorm2d(1)
+        self.features, width = conv_stack_2d(channels, stem_stride=stem_stride)
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(width * 2, latent), nn.ReLU(inplace=True))
+        self.head = classifier(latent, dropout)
+        self.latent_size = latent
+
+    @staticmethod
+    def input_names(args: dict) -> tuple[str, ...]:
+        return ("wave",) if args.get("source") == "mfcc" else ("logmel",)
+
+    def spectrogram(self, batch: dict) -> torch.Tensor:
+        if self.source == "mfcc":
+            return self.mfcc_norm(self.mfcc(batch["wave"]).unsqueeze(1))
+        return batch["logmel"].unsqueeze(1)
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        return self.project(mean_max_pool(self.features(self.spectrogram(batch)), (2, 3)))
+
+
+class WaveCNN(Classifier):
+    """1D CNN on the raw waveform. Trains on random windows of `context_s` seconds; at evaluation the
+    logits of windows spread over the whole clip are averaged (the original design compared short and
+    long contexts)."""
+
+    def __init__(self, shapes: dict, context_s: float = 1.0, sample_rate: int = 16000,
+                 channels=(32, 64, 128, 128, 128), latent: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.context = int(context_s * sample_rate)
+        layers, previous = [nn.Conv1d(1, channels[0], 80, stride=4, padding=38, bias=False),
+                            nn.BatchNorm1d(channels[0]), nn.ReLU(inplace=True), nn.MaxPool1d(4)], channels[0]
+        for width in channels[1:]:
+            layers += [nn.Conv1d(previous, width, 3, padding=1, bias=False), nn.BatchNorm1d(width),
+                       nn.ReLU(inplace=True), nn.MaxPool1d(4 if width == channels[1] else 2)]
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(previous * 2, latent), nn.ReLU(inplace=True))
+        self.head = classifier(latent, dropout)
+        self.latent_size = latent
+
+    @staticmethod
+    def input_names(args: dict) -> tuple[str, ...]:
+        return ("wave",)
+
+    def windows(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, W, context): one random window in training, evenly spaced windows otherwise."""
+        length = wave.shape[1]
+        if self.context >= length:
+            return wave.unsqueeze(1)
+        if self.training:
+            start = int(torch.randint(0, length - self.context + 1, (1,)))
+            return wave[:, start:start + self.context].unsqueeze(1)
+        return wave.unfold(1, self.context, max(1, self.context // 2))
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        windows = self.windows(batch["wave"])
+        b, w, length = windows.shape
+        latent = self.project(mean_max_pool(self.features(windows.reshape(b * w, 1, length)), (2,)))
+        return latent.reshape(b, w, -1).mean(dim=1)
+
+
+class EmbeddingMLP(Classifier):
+    """MLP over one pooled embedding vector, e.g. the ImageNet-backbone embedding of a spectrogram image
+    (ResNet-18 with spatial average pooling in the original design; the backbone is features.backbone)."""
+
+    def __init__(self, shapes: dict, input_name: str = "audio_emb", hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.input_name = input_name
+        self.encoder = nn.Sequential(nn.Dropout(dropout), nn.Linear(shapes[input_name][-1], hidden),
+                                     nn.ReLU(inplace=True))
+        self.head = classifier(hidden, dropout)
+        self.latent_size = hidden
+
+    @staticmethod
+    def input_names(args: dict) -> tuple[str, ...]:
+        return (args.get("input_name", "audio_emb"),)
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        return self.encoder(batch[self.input_name])
