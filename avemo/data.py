@@ -96,6 +96,38 @@ def load_feature_set(features: Path, metadata: Path, needs: tuple[str, ...], fac
     return FeatureSet(np.array(clips), rows["label"].to_numpy(), rows["actor"].to_numpy(), inputs, excluded)
 
 
+GENDERS = ("all", "male", "female")
+
+
+def select_gender(data: FeatureSet, gender: str) -> FeatureSet:
+    """Only the clips of male (odd) or female (even) actors, for gender-specific models."""
+    from .io import choice
+
+    choice(gender, GENDERS, "train.gender")
+    if gender == "all":
+        return data
+    return data.subset([a for a in np.unique(data.actors) if (a % 2 == 1) == (gender == "male")])
+
+
+def speaker_normalize(data: FeatureSet, raw=("frames", "wave")) -> FeatureSet:
+    """Standardise every feature per actor, with the mean and deviation of that actor's own clips (no
+    labels). Removes speaker identity (face, voice) that does not generalise to unseen actors; needs
+    several clips of a person at test time. Actors never share a split, so no statistic crosses one."""
+    inputs = {}
+    for name, values in data.inputs.items():
+        if name in raw:
+            inputs[name] = values
+            continue
+        axes = (0, 2) if name == "logmel" else tuple(range(values.ndim - 1))
+        out = np.empty_like(values)
+        for actor in np.unique(data.actors):
+            rows = data.actors == actor
+            part = values[rows]
+            out[rows] = (part - part.mean(axis=axes, keepdims=True)) / (part.std(axis=axes, keepdims=True) + 1e-5)
+        inputs[name] = out
+    return FeatureSet(data.clips, data.labels, data.actors, inputs, data.excluded)
+
+
 def split_feature_set(data: FeatureSet, split_cfg: dict) -> dict[str, FeatureSet]:
     splits = actor_splits(data.actors, split_cfg["test_actors"], split_cfg["val_actors"])
     return {name: data.subset(members) for name, members in splits.items()}

@@ -9,7 +9,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
                              precision_recall_fscore_support)
 
 from .ids import EMOTIONS
-from .io import atomic_path
+from .io import atomic_path, write_json
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict:
@@ -24,6 +24,37 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict:
         "per_class": {EMOTIONS[c]: {"precision": round(float(precision[c]), 4), "recall": round(float(recall[c]), 4),
                                     "f1": round(float(f1[c]), 4), "support": int(support[c])} for c in classes},
     }
+
+
+def breakdowns(clips, labels: np.ndarray, predicted: np.ndarray, metadata: Path) -> dict:
+    """Test accuracy by gender and by intensity (per emotion is in `per_class`)."""
+    from .metadata import read_metadata
+
+    meta = read_metadata(metadata).set_index("clip_id").loc[list(clips)]
+    correct = labels == predicted
+    return {f"by_{column}": {str(value): {"accuracy": round(float(correct[(meta[column] == value).to_numpy()].mean()), 4),
+                                          "n": int((meta[column] == value).sum())}
+                             for value in sorted(meta[column].unique())}
+            for column in ("gender", "intensity")}
+
+
+def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path) -> dict:
+    """Test-split metrics of a checkpoint written by `train`: JSON for `dvc metrics`, confusion CSV and PNG."""
+    from .train import load_checkpoint, predict_proba, prepare
+
+    model, normalizer, state = load_checkpoint(checkpoint)
+    cfg = state["config"]
+    _, parts = prepare(cfg)
+    test = parts["test"]
+    predicted = predict_proba(model, normalizer.tensors(test), "cpu").argmax(1)
+    result = {"model": cfg["model"], **classification_metrics(test.labels, predicted),
+              **breakdowns(test.clips, test.labels, predicted, Path(cfg["metadata"])),
+              "best_epoch": state["epoch"], "weights": state["feature_info"]["weights"],
+              "test_actors": sorted(set(int(a) for a in test.actors))}
+    write_json(metrics, result)
+    write_confusion(test.labels, predicted, plots / "confusion.csv", plots / "confusion.png",
+                    f"{cfg['model']}: WA {result['accuracy']:.2f}, UA {result['balanced_accuracy']:.2f}")
+    return result
 
 
 def write_confusion(labels: np.ndarray, predicted: np.ndarray, csv_path: Path, png_path: Path, title: str) -> None:

@@ -215,6 +215,9 @@ class Predictor:
         arrays = {k: np.asarray(inputs[k]) for k in self.needs}
         batch = SimpleNamespace(inputs={k: (v if v.dtype == np.uint8 else v.astype(np.float32))[None]
                                         for k, v in arrays.items()})
+        single = self.checkpoint.get("single_clip_normalizer")
+        if single:  # trained with speaker_norm: one clip of an unknown person gets the global statistics
+            batch.inputs = {k: t.numpy() for k, t in Normalizer.from_state_dict(single).tensors(batch).items()}
         return predict_proba(self.model, self.normalizer.tensors(batch), torch.device("cpu"))[0]
 
 
@@ -226,6 +229,9 @@ def load_predictor(model: str | Path, models_dir: str | Path = DEFAULT_MODELS_DI
     prep, source = preprocessing_of(checkpoint, params_path)
     check_shapes(path, checkpoint["shapes"], prep, source)
     needs = tuple(model_inputs(cfg["architecture"], cfg.get("args", {})))
+    if checkpoint.get("single_clip_normalizer"):
+        print(f"note: {path.name} was trained with speaker normalisation (train.speaker_norm); a single clip is "
+              "normalised with the global training statistics instead, which costs accuracy", file=sys.stderr)
     return Predictor(str(cfg.get("model", path.stem)), path, net, normalizer, checkpoint, prep, source, needs)
 
 

@@ -35,3 +35,19 @@ def run_stage(body: Callable[[], object]) -> None:
     except OSError as err:
         print(f"error: {os_error_message(err)}", file=sys.stderr)
         sys.exit(1)
+
+
+def per_clip_main(description: str, section: str, run: Callable) -> None:
+    """Command line of the per-clip stages (extract_audio, faces): `run(params[section], raw, out, cache)`."""
+    import argparse
+    from pathlib import Path
+
+    from .io import load_params
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--raw", type=Path, required=True, help="output of the download stage")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="per-clip result cache (e.g. data/cache); outside the DVC outputs, safe to delete")
+    args = parser.parse_args()
+    run_stage(lambda: run(load_params(section), args.raw, args.out, args.cache))

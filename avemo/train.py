@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import FeatureSet, load_feature_set, split_feature_set
+from .data import FeatureSet, load_feature_set, select_gender, speaker_normalize, split_feature_set
 from .ids import EMOTIONS
 from .io import atomic_path, choice, read_json
 from .models import build_model, model_inputs
@@ -149,7 +149,13 @@ def prepare(cfg: dict):
     needs = model_inputs(cfg["architecture"], cfg.get("args", {}))
     data = load_feature_set(Path(cfg["features"]), Path(cfg["metadata"]), needs,
                             Path(cfg["faces"]) if cfg.get("faces") else None)
+    data = select_gender(data, cfg["train"].get("gender", "all"))
+    single_clip = None
+    if cfg["train"].get("speaker_norm"):
+        single_clip = Normalizer.fit(split_feature_set(data, cfg["split"])["train"])
+        data = speaker_normalize(data)
     parts = split_feature_set(data, cfg["split"])
+    parts["single_clip_normalizer"] = single_clip
     return data, parts
 
 
@@ -161,6 +167,7 @@ class Trainer:
         seed_everything(self.tcfg["seed"])
         self.device = pick_device(self.tcfg.get("device", "auto"))
         self.data, parts = prepare(cfg)
+        self.single_clip = parts.pop("single_clip_normalizer")
         self.normalizer = Normalizer.fit(parts["train"])
         self.train_x, self.val_x = self.normalizer.tensors(parts["train"]), self.normalizer.tensors(parts["val"])
         self.train_y, self.val_y = torch.from_numpy(parts["train"].labels), torch.from_numpy(parts["val"].labels)
@@ -184,6 +191,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None, "epoch": epoch,
                 "config": self.cfg, "normalizer": self.normalizer.state_dict(), "shapes": self.shapes,
+                # speaker_norm: global training statistics, the stand-in for one clip of an unknown person
+                "single_clip_normalizer": self.single_clip.state_dict() if self.single_clip else None,
                 "classes": list(EMOTIONS), "feature_info": read_json(Path(self.cfg["features"]) / "info.json")}
 
     def resume(self) -> None:

@@ -2,7 +2,6 @@
 
 With --cache, each clip's result is looked up in a content-addressed cache first (avemo/cache.py),
 so a rerun after new clips were added only decodes the new ones."""
-import argparse
 import threading
 from collections import Counter
 from dataclasses import asdict
@@ -13,11 +12,11 @@ import soundfile as sf
 import _bootstrap  # noqa: F401
 from avemo.audio import extract_audio, ffmpeg_exe
 from avemo.cache import ClipCache
-from avemo.io import (ParamError, as_final, atomic_path, load_params, remove_stale_temporaries, write_error,
+from avemo.io import (ParamError, as_final, atomic_path, remove_stale_temporaries, write_error,
                       write_json)
 from avemo.metadata import read_metadata
 from avemo.parallel import map_clips
-from avemo.stage import StageError, run_stage
+from avemo.stage import StageError, per_clip_main
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [ROOT / "avemo" / "audio.py", Path(__file__).resolve()]  # their change invalidates cached results
@@ -120,13 +119,7 @@ def run(params: dict, raw: Path, out: Path, cache_dir: Path | None = None) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="per-clip result cache (e.g. data/cache); outside the DVC outputs, safe to delete")
-    args = parser.parse_args()
-    run_stage(lambda: run(load_params("audio"), args.raw, args.out, args.cache))
+    per_clip_main(__doc__, "audio", run)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import ROOT
 
-ACTORS = ["01", "02", "13", "17"]
+ACTORS = ["01", "02", "13", "14", "17", "18"]  # both genders in every split (gender-specific models)
 
 
 def dvc(project: Path, *args) -> str:
@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["faces"].update(n_frames=4, size=48)
     params["features"]["weights"] = "none"  # no network in tests; recorded as random-init
-    params["split"] = {"test_actors": [17], "val_actors": [13]}
+    params["split"] = {"test_actors": [17, 18], "val_actors": [13, 14]}
     params["train_defaults"].update(epochs=2, patience=2)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(project, "init", "--no-scm", "-q")
@@ -49,14 +49,17 @@ def test_repro_builds_every_stage_then_does_nothing(project):
     log = dvc(project, "repro")
     for stage in ("download", "extract_audio", "faces", "features", "train@fusion_concat", "evaluate@video_lstm"):
         assert f"Running stage '{stage}'" in log
+    female = json.loads((project / "metrics" / "video_lstm_female.json").read_text())
+    assert female["test_actors"] == [18] and female["n"] == 8
     for model in ("logmel_cnn", "video_lstm", "fusion_concat"):
         metrics = json.loads((project / "metrics" / f"{model}.json").read_text())
-        assert metrics["n"] == 8 and 0 <= metrics["accuracy"] <= 1
-        assert metrics["weights"] == "mobilenet_v2:random-init" and metrics["test_actors"] == [17]
+        assert metrics["n"] == 16 and 0 <= metrics["accuracy"] <= 1
+        assert metrics["weights"] == "mobilenet_v2:random-init" and metrics["test_actors"] == [17, 18]
+        assert metrics["by_gender"]["male"]["n"] == 8 and set(metrics["by_intensity"]) <= {"normal", "strong"}
         assert (project / "metrics/plots" / model / "confusion.png").stat().st_size > 1000
         assert (project / "models" / f"{model}.pt").exists()
     meta = (project / "data/raw/metadata.csv").read_text().splitlines()
-    assert len(meta) == 33 and meta[0].startswith("clip_id,modality,vocal_channel,emotion")
+    assert len(meta) == 49 and meta[0].startswith("clip_id,modality,vocal_channel,emotion")
     assert "Running stage" not in dvc(project, "repro")
 
 
