@@ -22,7 +22,7 @@ endif
 
 run: setup weights
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
+	$(BIN)/python -m avemo.report metrics
 
 test: setup weights
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
