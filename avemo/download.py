@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .ids import N_ACTORS, BadClipName, parse_clip_id
-from .io import ParamError, atomic_path
+from .io import ParamError, atomic_path, write_error
 
 ZENODO_RECORD_API = "https://zenodo.org/api/records/1188976"
 ARCHIVE = "Video_Speech_Actor_{:02d}.zip"
@@ -218,10 +218,17 @@ def _unpack_member(zipped, member, archive: Path, clips_dir: Path, result: Unpac
     if clip.modality != 1 or clip.vocal_channel != 1 or not member.filename.endswith(".mp4"):
         result.skipped.append({"file": where, "reason": "not an audio+video speech clip (01-01-*.mp4)"})
         return
-    try:
-        with zipped.open(member) as source, atomic_path(clips_dir / f"{clip.stem}.mp4") as tmp:
-            with open(tmp, "wb") as out:
-                shutil.copyfileobj(source, out, CHUNK)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise DownloadError(f"{where}: cannot extract ({err}); the archive is corrupt or truncated") from None
+    target = clips_dir / f"{clip.stem}.mp4"
+    with zipped.open(member) as source, atomic_path(target) as tmp, open(tmp, "wb") as out:
+        while True:
+            try:
+                block = source.read(CHUNK)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+                raise DownloadError(f"{where}: cannot extract ({err}); the archive is corrupt or truncated") from None
+            if not block:
+                break
+            try:
+                out.write(block)
+            except OSError as err:
+                raise write_error(target, err) from None
     result.clips.append(clip.stem)

@@ -37,6 +37,18 @@ def run_stage(body: Callable[[], object]) -> None:
         sys.exit(1)
 
 
+def write_final_json(files: dict, tmp, target) -> None:
+    """JSON files into the temporary folder of `atomic_path(target)`; a failure names the final path
+    and says that the previous output is untouched."""
+    from .io import as_final, write_json
+
+    try:
+        for name, data in files.items():
+            write_json(tmp / name, data)
+    except OSError as err:
+        raise StageError(f"{as_final(err, tmp, target)}; {target} left as it was") from None
+
+
 def per_clip_main(description: str, section: str, run: Callable) -> None:
     """Command line of the per-clip stages (extract_audio, faces): `run(params[section], raw, out, cache)`."""
     import argparse

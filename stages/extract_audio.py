@@ -12,11 +12,10 @@ import soundfile as sf
 import _bootstrap  # noqa: F401
 from avemo.audio import extract_audio, ffmpeg_exe
 from avemo.cache import ClipCache
-from avemo.io import (ParamError, as_final, atomic_path, remove_stale_temporaries, write_error,
-                      write_json)
+from avemo.io import ParamError, as_final, atomic_path, remove_stale_temporaries, write_error
 from avemo.metadata import read_metadata
 from avemo.parallel import map_clips
-from avemo.stage import StageError, per_clip_main
+from avemo.stage import StageError, per_clip_main, write_final_json
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [ROOT / "avemo" / "audio.py", Path(__file__).resolve()]  # their change invalidates cached results
@@ -103,10 +102,7 @@ def run(params: dict, raw: Path, out: Path, cache_dir: Path | None = None) -> di
         report = {"sample_rate": rate, "counts": dict(counts),
                   "skipped": [r for r in results if r["status"] != "ok"],
                   "partial": [r["partial"] for r in results if r.get("partial")]}
-        try:
-            write_json(tmp / "report.json", report)
-        except OSError as err:
-            raise StageError(f"{as_final(err, tmp, out)}; {out} left as it was") from None
+        write_final_json({"report.json": report}, tmp, out)
     cache.write_summary()
     if leftovers:
         print(f"extract_audio: removed {leftovers} leftover(s) of an interrupted run beside {out}")

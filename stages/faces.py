@@ -11,10 +11,10 @@ import numpy as np
 
 import _bootstrap  # noqa: F401
 from avemo.cache import ClipCache
-from avemo.io import ParamError, as_final, atomic_path, remove_stale_temporaries, write_json
+from avemo.io import ParamError, as_final, atomic_path, remove_stale_temporaries
 from avemo.metadata import read_metadata
 from avemo.parallel import map_clips
-from avemo.stage import StageError, per_clip_main
+from avemo.stage import StageError, per_clip_main, write_final_json
 from avemo.video import VideoError, crop_faces, save_strip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,11 +115,7 @@ def run(cfg: dict, raw: Path, out: Path, cache_dir: Path | None = None) -> dict:
                   "skipped": [r for r in results if r["status"] == "failed"],
                   "no_face": [r["message"] for r in usable if r["status"] == "no_face"],
                   "partial": [r["partial"] for r in usable if r.get("partial")]}
-        try:
-            write_json(tmp / "tracks.json", {r["clip"]: r for r in usable})
-            write_json(tmp / "report.json", report)
-        except OSError as err:
-            raise StageError(f"{as_final(err, tmp, out)}; {out} left as it was") from None
+        write_final_json({"tracks.json": {r["clip"]: r for r in usable}, "report.json": report}, tmp, out)
     cache.write_summary()
     if leftovers:
         print(f"faces: removed {leftovers} leftover(s) of an interrupted run beside {out}")

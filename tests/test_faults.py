@@ -384,6 +384,7 @@ def test_full_disk_during_download_fails_cleanly_and_keeps_the_finished_result(d
     project, before = downloaded
     done = download(project, sample_source, preexec_fn=limit_file_size(20_000))  # clips are ~70-130 kB
     failed_cleanly(done, "File too large")
+    assert "cannot write" in done.stderr and "corrupt" not in done.stderr  # a write failure, not a bad archive
     assert snapshot(project / "data" / "raw") == before
     assert not leftovers(project / "data")
 
