@@ -128,7 +128,27 @@ def speaker_normalize(data: FeatureSet, raw=("frames", "wave")) -> FeatureSet:
     return FeatureSet(data.clips, data.labels, data.actors, inputs, data.excluded)
 
 
+def check_one_copy_per_take(clips) -> None:
+    """Refuse data holding two copies of one take, e.g. the audio-only wav (03-...) and the audio+video
+    file (01-...) of the same recording: its soundtrack is that same wav, so one copy would train and
+    the other test on the very recording (or weight it twice)."""
+    from .ids import MODALITIES, parse_clip_id
+
+    takes: dict[str, str] = {}
+    for clip in clips:
+        stem = parse_clip_id(str(clip)).stem
+        take = stem[3:]  # every field but the modality
+        if take in takes:
+            first = takes[take]
+            kinds = " and ".join(MODALITIES[int(c[:2])] for c in (first, stem))
+            raise LeakageError(f"split: clips {first} and {stem} are two copies ({kinds}) of one take; "
+                               "keep one modality per take (the audio+video files)")
+        takes[take] = stem
+
+
 def split_feature_set(data: FeatureSet, split_cfg: dict) -> dict[str, FeatureSet]:
+    """Train / val / test by actor, after the leakage guards (no shared actor, one copy per take)."""
+    check_one_copy_per_take(data.clips)
     splits = actor_splits(data.actors, split_cfg["test_actors"], split_cfg["val_actors"])
     return {name: data.subset(members) for name, members in splits.items()}
 

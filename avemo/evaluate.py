@@ -38,23 +38,62 @@ def breakdowns(clips, labels: np.ndarray, predicted: np.ndarray, metadata: Path)
             for column in ("gender", "intensity")}
 
 
-def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path) -> dict:
-    """Test-split metrics of a checkpoint written by `train`: JSON for `dvc metrics`, confusion CSV and PNG."""
+def metrics_report(model: str, clips, labels: np.ndarray, predicted: np.ndarray, metadata: Path) -> dict:
+    """The metric fields every `metrics/<model>.json` shares (WA, UA, macro-F1, per class, by gender, by
+    intensity), for the neural models' `evaluate` and the classical baselines alike."""
+    return {"model": model, **classification_metrics(labels, predicted),
+            **breakdowns(clips, labels, predicted, metadata)}
+
+
+def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dict | None = None,
+                        device: str = "cpu", predictions: Path | None = None) -> dict:
+    """Test-split metrics of a checkpoint written by `train`: JSON for `dvc metrics` (with `extra` fields
+    added), confusion CSV and PNG; with `predictions`, also the per-clip class probabilities of the
+    validation and test clips there (`write_predictions`, what the `ensemble` stage combines)."""
     from .train import load_checkpoint, predict_proba, prepare
 
-    model, normalizer, state = load_checkpoint(checkpoint)
+    model, normalizer, state = load_checkpoint(checkpoint, device)
     cfg = state["config"]
     _, parts = prepare(cfg)
     test = parts["test"]
-    predicted = predict_proba(model, normalizer.tensors(test), "cpu").argmax(1)
-    result = {"model": cfg["model"], **classification_metrics(test.labels, predicted),
-              **breakdowns(test.clips, test.labels, predicted, Path(cfg["metadata"])),
+    probabilities = predict_proba(model, normalizer.tensors(test), device)
+    predicted = probabilities.argmax(1)
+    if predictions is not None:
+        val = parts["val"]
+        write_predictions(predictions, {"val": (val.clips, val.labels,
+                                                predict_proba(model, normalizer.tensors(val), device)),
+                                        "test": (test.clips, test.labels, probabilities)})
+    result = {**metrics_report(cfg["model"], test.clips, test.labels, predicted, Path(cfg["metadata"])),
               "best_epoch": state["epoch"], "weights": state["feature_info"]["weights"],
-              "test_actors": sorted(set(int(a) for a in test.actors))}
+              "test_actors": sorted(set(int(a) for a in test.actors)), **(extra or {})}
     write_json(metrics, result)
     write_confusion(test.labels, predicted, plots / "confusion.csv", plots / "confusion.png",
                     f"{cfg['model']}: WA {result['accuracy']:.2f}, UA {result['balanced_accuracy']:.2f}")
     return result
+
+
+# Columns of a predictions file: one probability per class, in the order of EMOTIONS (label indices).
+PROBABILITY_COLUMNS = tuple(f"p_{emotion}" for emotion in EMOTIONS)
+
+
+def write_predictions(path: Path, splits: dict) -> None:
+    """Per-clip class probabilities as CSV, one row per clip: `clip, split, p_neutral ... p_surprised,
+    label` (label: the true emotion's name). `splits` maps a split name (val, test) to (clips, label
+    indices, probabilities [clips x classes]). The one writer of the neural models' `evaluate`, the
+    classical `baselines` and the `ensemble` stage, so that any of them can be an ensemble member."""
+    frames = []
+    for split, (clips, labels, probs) in splits.items():
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.shape != (len(clips), len(EMOTIONS)) or len(labels) != len(clips):
+            raise ValueError(f"{path}: split {split}: {len(clips)} clips, {len(labels)} labels and probabilities "
+                             f"of shape {probs.shape}; expected ({len(clips)}, {len(EMOTIONS)})")
+        frame = pd.DataFrame(probs, columns=list(PROBABILITY_COLUMNS))
+        frame.insert(0, "split", split)
+        frame.insert(0, "clip", [str(c) for c in clips])
+        frame["label"] = [EMOTIONS[int(i)] for i in labels]
+        frames.append(frame)
+    with atomic_path(path) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False, float_format="%.7g")
 
 
 def write_confusion(labels: np.ndarray, predicted: np.ndarray, csv_path: Path, png_path: Path, title: str) -> None:

@@ -1,4 +1,5 @@
-"""Stage 6: test-set metrics, per-class scores and confusion matrix of one trained model."""
+"""Stage 6: test-set metrics, per-class scores and confusion matrix of one trained model, and its per-clip
+class probabilities on the validation and test actors (for the `ensemble` stage)."""
 import argparse
 from pathlib import Path
 
@@ -12,10 +13,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="CSV of per-clip class probabilities, validation and test (metrics/predictions/MODEL.csv)")
     args = parser.parse_args()
 
     def body():
-        r = evaluate_checkpoint(args.checkpoint, args.metrics, args.plots)
+        r = evaluate_checkpoint(args.checkpoint, args.metrics, args.plots, predictions=args.predictions)
         print(f"evaluate {r['model']}: WA {r['accuracy']:.4f} UA {r['balanced_accuracy']:.4f} "
               f"macro-F1 {r['macro_f1']:.4f} on {r['n']} test clips")
 

@@ -1,5 +1,10 @@
-"""Stage 5: train one model (by name, from params.yaml `models`) on the precomputed features."""
+"""Stage 5: train one model (by name, from params.yaml `models`) on the precomputed features.
+
+`python stages/train.py ...` trains in one process; `torchrun --nproc_per_node N stages/train.py ...`
+(same arguments) trains with DistributedDataParallel over N processes (one GPU each, or gloo on CPU),
+rank 0 writing the checkpoint and the dvclive logs (docs/scaling.md)."""
 import argparse
+import contextlib
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -7,26 +12,33 @@ from dvclive import Live
 
 from avemo.io import load_params
 from avemo.stage import run_stage
-from avemo.train import train
+from avemo.train import Distributed, train
 from avemo.config import model_config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--metadata", type=Path, required=True)
     parser.add_argument("--faces", type=Path, required=True, help="face crops, for models on raw frames")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True, help="dvclive directory")
+    parser.add_argument("--rank-report", type=Path, default=None,
+                        help="under torchrun: a directory for one rank<R>.json per process (its metrics, "
+                             "parameter checksum and the clips it trained on), to check a distributed run")
     args = parser.parse_args()
+    dist = Distributed()
 
     def body():
         cfg = model_config(load_params(), args.model, features=str(args.features), metadata=str(args.metadata),
                            faces=str(args.faces), checkpoint=str(args.checkpoint))
-        with Live(str(args.live), save_dvc_exp=False, dvcyaml=False) as live:
-            metrics = train(cfg, live)
-        print(f"train {args.model}: {metrics}")
+        # Under torchrun only rank 0 logs: the other ranks' numbers are the same or not the ones to keep.
+        logger = Live(str(args.live), save_dvc_exp=False, dvcyaml=False) if dist.main else contextlib.nullcontext()
+        with logger as live:
+            metrics = train(cfg, live, rank_report=args.rank_report)
+        where = f" [rank {dist.rank}/{dist.world_size}]" if dist.enabled else ""
+        print(f"train {args.model}{where}: {metrics}")
 
     run_stage(body)
 

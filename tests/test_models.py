@@ -11,6 +11,16 @@ from avemo.triplets import TripletSampler
 from conftest import ROOT
 
 MODELS = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches gain nothing from intra-op threads, and on a shared CPU every operation waits for its
+    slowest thread: one thread made the 3D-CNN tests 5-8x faster on the project's loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 SHAPES = {"video": (4, 32), "frames": (4, 32, 32, 3), "logmel": (64, 101), "wave": (16000,), "audio_emb": (32,)}
 
 
@@ -84,3 +94,126 @@ def test_augmentation_changes_training_batches_only():
     model = build_model("spectrogram_cnn", SHAPES, {"source": "mfcc"})
     first = predict_proba(model, batch, "cpu")
     assert np.array_equal(first, predict_proba(model, batch, "cpu"))  # evaluation is deterministic: no augmentation
+
+
+# --- end-to-end frame models, 3D ResNet-101, snippets, per-frame audio-visual alignment ---------------
+
+def test_snippets_cover_the_clip_evenly():
+    from avemo.models.video import snippet_indices
+
+    index = snippet_indices(16, 6, 16)  # the design's 6 x 16 from the faces stage's 16 crops
+    assert index.shape == (6, 16) and (index.flatten().diff() >= 0).all()  # in time order, snippet after snippet
+    counts = torch.bincount(index.flatten(), minlength=16)
+    assert counts.min() == counts.max() == 6  # every crop used, equally often
+    for s, snippet in enumerate(index):  # snippet s spans the s-th sixth of the clip
+        assert s * 16 / 6 - 1 <= snippet.min() and snippet.max() <= (s + 1) * 16 / 6
+    assert torch.equal(snippet_indices(96, 6, 16).flatten(), torch.arange(96))  # enough frames: all distinct
+    assert snippet_indices(16, 2, 4).flatten().tolist() == [1, 3, 5, 7, 9, 11, 13, 15]  # fewer: evenly spaced
+    counts = torch.bincount(snippet_indices(16, 5, 7).flatten(), minlength=16)
+    assert counts.min() >= 2 and counts.max() - counts.min() <= 1
+
+
+def test_r3d_101_size_and_weights_file_round_trip(tmp_path):
+    from avemo.models.video import video_resnet
+    from avemo.stage import StageError
+
+    torch.manual_seed(0)
+    model = video_resnet(101)
+    assert model.out_features == 2048 and sum(p.numel() for p in model.parameters()) == 85_207_488
+    assert [len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4)] == [3, 4, 23, 3]
+    state = model.state_dict()
+    kinetics = {f"module.{k}": v for k, v in state.items()}  # DataParallel names and a 400-class head
+    kinetics.update({"module.fc.weight": torch.zeros(400, 2048), "module.fc.bias": torch.zeros(400)})
+    torch.save({"state_dict": kinetics, "epoch": 200}, tmp_path / "r3d101_kinetics.pth")
+    torch.manual_seed(1)
+    loaded = video_resnet(101, weights_path=str(tmp_path / "r3d101_kinetics.pth")).state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+    missing = tmp_path / "nowhere" / "r3d101_K_200ep.pth"
+    with pytest.raises(StageError, match=f"{missing}: 3D ResNet-101 weights file not found"):
+        video_resnet(101, weights_path=str(missing))
+    smaller = {k: v for k, v in state.items() if not k.startswith("layer3.22.")}
+    smaller["stem.0.weight"] = torch.zeros(64, 3, 7, 7, 7)  # e.g. Hara et al.'s 7x7x7 stem
+    torch.save(smaller, tmp_path / "other.pth")
+    with pytest.raises(StageError, match=r"other.pth: not a state dict of this 3D ResNet-101.*missing keys.*"
+                                         r"layer3\.22.*stem\.0\.weight \(64, 3, 7, 7, 7\)"):
+        video_resnet(101, weights_path=str(tmp_path / "other.pth"))
+    built = build_model("video3d", SHAPES, {"backbone": "r3d_101", "weights_path": str(tmp_path / "r3d101_kinetics.pth")})
+    assert built.latent_size == 2048 and torch.equal(built.backbone.stem[0].weight, state["stem.0.weight"])
+
+
+def test_crop_normalisation_is_shared_and_matches_the_features_stage():
+    from avemo.features import IMAGENET_MEAN, IMAGENET_STD, bgr_to_tensor
+    from avemo.models.video import KINETICS_MEAN, KINETICS_STD, frames_to_clip, normalize_frames
+
+    frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)
+    imagenet = normalize_frames(frames, IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.allclose(imagenet[1], bgr_to_tensor(frames[1].numpy()), atol=1e-6)  # as the frame embeddings
+    rgb = frames.flip(-1).permute(0, 4, 1, 2, 3).float() / 255.0
+    assert torch.equal(frames_to_clip(frames), (rgb - KINETICS_MEAN) / KINETICS_STD)  # as Video3D always did
+
+
+def test_frame_cnn_weights_error_names_the_cache_file(monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    from avemo.stage import StageError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(StageError, match=r"resnet18-f37072fd\.pth.*args\.weights: none"):
+        build_model("frame_cnn_sequence", SHAPES, {"backbone": "resnet18", "weights": "IMAGENET1K_V1"})
+
+
+def test_frame_cnn_frozen_backbone_trains_the_lstm_only():
+    model = build_model("frame_cnn_sequence", SHAPES, {"backbone": "resnet18", "freeze_backbone": True, "hidden": 8})
+    model.train()
+    assert not model.backbone.training and model.sequence.training
+    torch.nn.functional.cross_entropy(model(tiny_batch(("frames",))), torch.tensor([0, 3, 7])).backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.sequence.parameters())
+
+
+def test_av_frame_slices_follow_the_faces_stage_sampling():
+    from avemo.models.fusion import frame_slice_weights
+    from avemo.video import sample_indices
+
+    n, fps, clip_s = 16, 30.0, 3.7
+    weights = frame_slice_weights(n, 301, clip_s, 0.5, 3.0)  # 3 s log-mel from 0.5 s, 10 ms hop
+    columns = 0.5 + torch.arange(301) * 0.01
+    times = torch.tensor(sample_indices(int(clip_s * fps), n)) / fps  # where the faces stage takes frame i
+    heard = weights.sum(dim=1) > 0
+    for i in range(n):
+        if heard[i]:  # a contiguous run of columns around the frame's time, within its segment
+            cols = columns[weights[i].bool()]
+            assert len(cols) == int(weights[i].sum()) and cols.diff().max() < 0.011
+            assert cols.min() - 0.005 <= times[i] + clip_s / n / 2 and times[i] - clip_s / n / 2 <= cols.max() + 0.005
+            assert abs(float(cols.mean()) - float(times[i])) < clip_s / n / 2
+        else:  # segment outside the 0.5-3.5 s window
+            assert times[i] < 0.5 or times[i] > 3.5
+    assert heard.tolist() == [False] * 2 + [True] * 14  # frame 15 hears the window's last 30 ms
+    assert (weights.sum(dim=0) <= 1).all()  # no column shared by two frames
+
+
+def test_av_frame_lstm_window_matches_the_audio_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    args = params["models"]["av_frame_lstm"]["args"]
+    assert (args["audio_offset_s"], args["audio_duration_s"]) == (params["audio"]["offset_s"], params["audio"]["duration_s"])
+
+
+def test_av_frame_lstm_gives_unheard_frames_the_no_audio_vector():
+    shapes = {"video": (16, 32), "logmel": (64, 301)}
+    model = build_model("av_frame_lstm", shapes, {"audio_channels": 8, "hidden": 8}).eval()
+    logmel = torch.randn(2, 64, 301)
+    with torch.no_grad():
+        model.no_audio.fill_(7.0)
+        audio = model.frame_audio(logmel)
+        assert audio.shape == (2, 16, 16)
+        assert (audio[:, :2] == 7.0).all() and (audio[:, 2:] < 7.0).all()  # frames 0-1 lie before the window
+        changed = logmel.clone()
+        changed[:, :, 150:] = 0.0  # the second half of the window: frames 0-8 must not change
+        assert torch.equal(model.frame_audio(changed)[:, :8], audio[:, :8])
+        assert not torch.equal(model.frame_audio(changed)[:, 10:15], audio[:, 10:15])

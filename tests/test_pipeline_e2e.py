@@ -1,7 +1,6 @@
 """The real pipeline under DVC on a tiny slice of the embedded sample: repro, no-op repro, targeted rerun."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import sample_project, write_params
 
 ACTORS = ["01", "02", "13", "14", "17", "18"]  # both genders in every split (gender-specific models)
 
@@ -25,22 +24,12 @@ def dvc(project: Path, *args) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("project")
-    for item in ("dvc.yaml", "params.yaml", "stages", "avemo"):
-        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
-        copy(ROOT / item, project / item)
-    sample = project / "data" / "sample"
-    sample.mkdir(parents=True)
-    sums = [line for line in (ROOT / "data/sample/MD5SUMS").read_text().splitlines()
-            if any(f"Actor_{a}.zip" in line for a in ACTORS)]
-    (sample / "MD5SUMS").write_text("\n".join(sums) + "\n")
-    for actor in ACTORS:
-        shutil.copy(ROOT / f"data/sample/Video_Speech_Actor_{actor}.zip", sample)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["faces"].update(n_frames=4, size=48)
-    params["features"]["weights"] = "none"  # no network in tests; recorded as random-init
+    params = sample_project(project, ACTORS)
     params["split"] = {"test_actors": [17, 18], "val_actors": [13, 14]}
     params["train_defaults"].update(epochs=2, patience=2)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["cv"].update(models=["logmel_cnn", "video_lstm"], val_actors=2)
+    params["baselines"]["grids"]["gbt"]["max_iter"] = [5]  # trees: the stage runs, briefly
+    write_params(project, params)
     dvc(project, "init", "--no-scm", "-q")
     return project
 
@@ -58,8 +47,24 @@ def test_repro_builds_every_stage_then_does_nothing(project):
         assert metrics["by_gender"]["male"]["n"] == 8 and set(metrics["by_intensity"]) <= {"normal", "strong"}
         assert (project / "metrics/plots" / model / "confusion.png").stat().st_size > 1000
         assert (project / "models" / f"{model}.pt").exists()
+    ensemble = json.loads((project / "metrics" / "ensemble.json").read_text())
+    candidates = yaml.safe_load((project / "params.yaml").read_text())["ensemble"]["candidates"]
+    assert ensemble["n"] == 16 and ensemble["test_actors"] == [17, 18] and ensemble["val_actors"] == [13, 14]
+    assert set(ensemble["members"]) <= set(candidates) and abs(sum(ensemble["members"].values()) - 1) < 1e-3
+    for name in candidates:  # every candidate's evaluate / baselines stage wrote val and test probabilities
+        rows = (project / "metrics" / "predictions" / f"{name}.csv").read_text().splitlines()
+        assert len(rows) == 1 + 32 and rows[0].startswith("clip,split,p_neutral")
     meta = (project / "data/raw/metadata.csv").read_text().splitlines()
     assert len(meta) == 49 and meta[0].startswith("clip_id,modality,vocal_channel,emotion")
+    cv = json.loads((project / "metrics/cv/video_lstm.json").read_text())
+    assert cv["scheme"] == "sequential_6x4" and cv["folds_run"] == [0, 3, 4]  # folds with actors in the data
+    assert sorted(cv["folds_skipped"]) == ["1", "2", "5"] and cv["test_clips"] == 48
+    assert [cv["per_fold"][f]["test_actors"] for f in ("0", "3", "4")] == [[1, 2], [13, 14], [17, 18]]
+    assert 0 <= cv["accuracy"]["mean"] <= 1 and cv["accuracy"]["std"] >= 0
+    for fold in (0, 3, 4):
+        m = json.loads((project / f"metrics/cv/video_lstm/fold{fold}.json").read_text())
+        assert len(m["val_actors"]) == 2 and not set(m["val_actors"]) & set(m["test_actors"])
+        assert (project / f"models/cv/video_lstm/fold{fold}/model.pt").exists()
     assert "Running stage" not in dvc(project, "repro")
 
 
@@ -71,7 +76,10 @@ def test_changing_one_models_rate_reruns_only_that_model(project):
     assert "train@video_lstm" in status and "faces" not in status and "train@logmel_cnn" not in status
     log = dvc(project, "repro")
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
-    assert ran == ["evaluate@video_lstm", "train@video_lstm"]
+    # ensemble: it depends on the whole metrics/predictions directory (DVC cannot make deps of the
+    # ensemble.candidates list), so a new predictions file of any model reruns it (a second)
+    assert ran == sorted(["evaluate@video_lstm", "train@video_lstm", "cv_summary@video_lstm", "ensemble"]
+                         + [f"cv_fold@video_lstm-{fold}" for fold in range(6)])
     shown = dvc(project, "metrics", "show")
     assert "metrics/video_lstm.json" in shown and "metrics/fusion_concat.json" in shown
 

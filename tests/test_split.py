@@ -31,3 +31,26 @@ def test_subsets_by_actor_keep_rows_aligned():
     part = data.subset([1])
     assert part.clips.tolist() == ["a", "c"] and part.inputs["x"][:, 0].tolist() == [0, 20]
     assert not set(part.actors) & set(data.subset([2, 3]).actors)
+
+
+def _clips(*stems):
+    stems = list(stems)
+    return FeatureSet(np.array(stems), np.zeros(len(stems), int), np.array([int(s[-2:]) for s in stems]),
+                      {"x": np.zeros((len(stems), 1))})
+
+
+def test_audio_only_and_audio_video_copies_of_one_take_are_refused():
+    from avemo.data import split_feature_set
+
+    data = _clips("01-01-03-01-01-01-01", "03-01-03-01-01-01-01", "01-01-03-01-01-01-02", "01-01-03-01-01-01-03")
+    with pytest.raises(LeakageError, match=r"01-01-03-01-01-01-01 and 03-01-03-01-01-01-01 are two copies "
+                                           r"\(audio-video and audio-only\) of one take"):
+        split_feature_set(data, {"test_actors": [3], "val_actors": [2]})
+
+
+def test_distinct_takes_of_one_actor_pass_the_take_guard():
+    from avemo.data import split_feature_set
+
+    data = _clips("01-01-03-01-01-01-01", "01-01-03-01-01-02-01", "01-01-03-01-01-01-02", "01-01-03-01-01-01-03")
+    parts = split_feature_set(data, {"test_actors": [3], "val_actors": [2]})
+    assert parts["train"].clips.tolist() == ["01-01-03-01-01-01-01", "01-01-03-01-01-02-01"]

@@ -9,8 +9,8 @@ from torch import nn
 from ..io import choice
 from .audio import EmbeddingMLP, SpectrogramCNN, WaveCNN
 from .blocks import N_CLASSES
-from .fusion import ConcatFusion, CrossModalAttentionFusion
-from .video import FrameSequence, FrameVoting, Video3D
+from .fusion import AVFrameLSTM, ConcatFusion, CrossModalAttentionFusion, SnippetCrossAttention
+from .video import FrameCNNSequence, FrameSequence, FrameVoting, Video3D
 
 ARCHITECTURES = {
     "logmel_cnn": SpectrogramCNN,
@@ -19,9 +19,12 @@ ARCHITECTURES = {
     "embedding_mlp": EmbeddingMLP,
     "frame_sequence": FrameSequence,
     "frame_voting": FrameVoting,
+    "frame_cnn_sequence": FrameCNNSequence,
     "video3d": Video3D,
     "concat_fusion": ConcatFusion,
     "cross_attention_fusion": CrossModalAttentionFusion,
+    "snippet_cross_attention": SnippetCrossAttention,
+    "av_frame_lstm": AVFrameLSTM,
 }
 
 

@@ -41,3 +41,36 @@ class Classifier(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.head(self.encode(batch))
+
+
+class ChannelAttention(nn.Sequential):
+    """Squeeze-excitation channel attention: a (..., C) summary -> a (..., C) gate in (0, 1). A Sequential
+    so that its parameters keep the names `0.weight`, `2.weight` in state dicts."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        hidden = max(1, channels // reduction)
+        super().__init__(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+
+
+def residual_attention(attention: nn.MultiheadAttention, norm: nn.Module, query: torch.Tensor,
+                       context: torch.Tensor | None = None) -> torch.Tensor:
+    """norm(query + attention(query, context, context)): self-attention when `context` is None."""
+    context = query if context is None else context
+    return norm(query + attention(query, context, context, need_weights=False)[0])
+
+
+def chunked(fn, x: torch.Tensor, size: int) -> torch.Tensor:
+    """fn over the first axis of `x` in chunks of `size` rows when no gradient is recorded (evaluation of
+    many frames or snippets at once); in one call otherwise."""
+    if torch.is_grad_enabled() or len(x) <= size:
+        return fn(x)
+    return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
+
+
+def image_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> the last convolutional (N, C, H', W') map of a torchvision ResNet or MobileNetV2
+    (before its global pooling), so that attention can run over positions."""
+    if hasattr(model, "layer4"):
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return model.features(x)

@@ -1,0 +1,89 @@
+"""Full (non-smoke) training runs of chosen models outside DVC, for a GPU machine: the train stage's
+configuration (avemo.config.model_config) with `limit_batches` lifted and any `-S key=value` overrides
+of params.yaml applied (as `dvc exp run -S` does), the same Trainer and the evaluate stage's metrics.
+Writes <out>/<model>.pt, <out>/metrics/<model>.json (evaluate format + wall time and device) and prints
+a table. Same split as params.yaml (test actors 17-20 on ravdess-lite).
+
+  python benchmarks/full_runs.py --data DIR --models r3d_18 plain3d_cnn --out runs \
+      -S models.r3d_18.train.epochs=30 -S models.r3d_18.train.batch_size=16
+
+DIR holds features/ (info.json, audio.npz ...), faces/ (strips/, tracks.json) and metadata.csv, as the
+features, faces and download stages write them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def apply_override(params: dict, assignment: str) -> None:
+    """`a.b.c=value` (value parsed as YAML) into the nested params dict, like `dvc exp run -S`."""
+    key, _, value = assignment.partition("=")
+    node, *path = key.split(".")
+    target = params
+    for part in [node, *path][:-1]:
+        target = target.setdefault(part, {})
+    target[[node, *path][-1]] = yaml.safe_load(value)
+
+
+def run(name: str, params: dict, data: Path, out: Path) -> dict:
+    import torch
+
+    from avemo.config import model_config
+    from avemo.evaluate import evaluate_checkpoint
+    from avemo.train import train
+
+    cfg = model_config(params, name, features=str(data / "features"), metadata=str(data / "metadata.csv"),
+                       faces=str(data / "faces"), checkpoint=str(out / f"{name}.pt"))
+    cfg["train"]["limit_batches"] = None
+    start = time.perf_counter()
+    fit = train(cfg)
+    seconds = time.perf_counter() - start
+    result = evaluate_checkpoint(out / f"{name}.pt", out / "metrics" / f"{name}.json", out / "plots" / name,
+                                 extra={"train_seconds": round(seconds, 1), "fit": fit,
+                                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                                        "train_config": cfg["train"], "args": cfg["args"]},
+                                 device="cuda" if torch.cuda.is_available() else "cpu")
+    print(f"{name}: WA {result['accuracy']:.3f} UA {result['balanced_accuracy']:.3f} F1 {result['macro_f1']:.3f} "
+          f"in {seconds:.0f} s ({fit['epochs_run']} epochs, best {fit['best_epoch']})", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("-S", dest="overrides", action="append", default=[], help="params override key=value")
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    for assignment in args.overrides:
+        apply_override(params, assignment)
+    rows = []
+    for name in args.models:
+        try:
+            rows.append(run(name, params, args.data, args.out))
+        except Exception as err:  # one failing model must not cost the others' device time
+            print(f"{name}: failed: {type(err).__name__}: {err}", flush=True)
+            rows.append({"model": name, "error": f"{type(err).__name__}: {err}"})
+    print("| model | test WA | test UA | macro-F1 | train s | epochs | device |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | error: {r['error'][:80]} | | | | | |")
+        else:
+            print(f"| {r['model']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['macro_f1']:.3f} "
+                  f"| {r['train_seconds']:.0f} | {r['fit']['epochs_run']} | {r['gpu'] or 'cpu'} |")
+    (args.out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
