@@ -76,10 +76,12 @@ def test_changing_one_models_rate_reruns_only_that_model(project):
     assert "train@video_lstm" in status and "faces" not in status and "train@logmel_cnn" not in status
     log = dvc(project, "repro")
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
-    # ensemble: it depends on the whole metrics/predictions directory (DVC cannot make deps of the
-    # ensemble.candidates list), so a new predictions file of any model reruns it (a second)
-    assert ran == sorted(["evaluate@video_lstm", "train@video_lstm", "cv_summary@video_lstm", "ensemble"]
-                         + [f"cv_fold@video_lstm-{fold}" for fold in range(6)])
+    required = {"train@video_lstm", "evaluate@video_lstm"} | {f"cv_fold@video_lstm-{fold}" for fold in range(6)}
+    # downstream stages rerun only when what they read changed: the CV summary when a fold's metrics did
+    # (on this tiny slice they may come out the same), the ensemble when a predictions file did (it
+    # depends on the whole metrics/predictions directory: DVC cannot make deps of a params list)
+    downstream = {"cv_summary@video_lstm", "ensemble"}
+    assert required <= set(ran) <= required | downstream, ran
     shown = dvc(project, "metrics", "show")
     assert "metrics/video_lstm.json" in shown and "metrics/fusion_concat.json" in shown
 
