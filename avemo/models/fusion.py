@@ -38,7 +38,18 @@ class CrossModalFusionMixin:
     queries video, video queries audio), each with a residual and layer norm, mean over time, the two
     concatenated; and the triplet margin loss on that fused embedding, which the Trainer adds with
     weight `triplet_weight` on (anchor, positive, negative) training clips (avemo.triplets). Needs the
-    attributes audio_to_video, video_to_audio, norm, triplet_margin."""
+    attributes audio_to_video, video_to_audio, norm, triplet_margin, made by `build_audio_and_fusion`."""
+
+    def build_audio_and_fusion(self, audio_width: int, dim: int, heads: int, dropout: float) -> None:
+        """The layers after the audio encoder, in this order (the seeded initialisation depends on it):
+        audio projection and temporal attention, cross attention both ways, norm, classifier head."""
+        self.audio_project = nn.Sequential(nn.Dropout(dropout), nn.Linear(audio_width, dim), nn.ReLU(inplace=True))
+        self.audio_temporal = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.audio_to_video = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.video_to_audio = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.latent_size = 2 * dim
+        self.head = classifier(self.latent_size, dropout, dim)
 
     def fuse(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         audio_ctx = residual_attention(self.audio_to_video, self.norm, audio, video)
@@ -69,13 +80,7 @@ class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
         self.video_project = nn.Sequential(nn.Dropout(dropout), nn.Linear(video_dim, dim), nn.ReLU(inplace=True))
         self.video_temporal = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.audio_cnn, width = conv_stack_2d(audio_channels, stem_stride=stem_stride)
-        self.audio_project = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, dim), nn.ReLU(inplace=True))
-        self.audio_temporal = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.audio_to_video = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.video_to_audio = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(dim)
-        self.latent_size = 2 * dim
-        self.head = classifier(self.latent_size, dropout, dim)
+        self.build_audio_and_fusion(width, dim, heads, dropout)
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
@@ -135,13 +140,7 @@ class SnippetCrossAttention(CrossModalFusionMixin, Classifier):
         self.video_temporal = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.audio_cnn, audio_width, self.audio_weights = load_backbone(audio["backbone"], audio["weights"],
                                                                         param="args.audio")
-        self.audio_project = nn.Sequential(nn.Dropout(dropout), nn.Linear(audio_width, dim), nn.ReLU(inplace=True))
-        self.audio_temporal = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.audio_to_video = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.video_to_audio = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(dim)
-        self.latent_size = 2 * dim
-        self.head = classifier(self.latent_size, dropout, dim)
+        self.build_audio_and_fusion(audio_width, dim, heads, dropout)
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
