@@ -1,31 +1,36 @@
-# Two entry points: `make run` (set up, then the whole pipeline) and `make test` (set up, then the tests).
+# `make run`: set up, then the main job (dvc repro on params.yaml's profile). `make test`: set up, then every
+# test (CI). `make test-fast`: the unit and small-integration tests only (a few minutes).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Optional: a script that puts ImageNet weights into the torch cache on machines without internet.
-OFFLINE_WEIGHTS_SCRIPT ?=
+# Machines without internet: a directory of offline-weight tools (e.g. ../shared/tools); see scripts/offline-weights.sh.
+OFFLINE_TOOLS ?=
 
-.PHONY: setup run test weights clean-venv
+.PHONY: setup run test test-fast weights clean-venv
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 weights:
-ifneq ($(OFFLINE_WEIGHTS_SCRIPT),)
-	bash $(OFFLINE_WEIGHTS_SCRIPT)
+ifneq ($(OFFLINE_TOOLS),)
+	bash scripts/offline-weights.sh $(OFFLINE_TOOLS)
 endif
 
 run: setup weights
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
-	$(BIN)/python -m avemo.report metrics
+	$(BIN)/avemo report
 
 test: setup weights
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
+
+test-fast: setup weights
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)

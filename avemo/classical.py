@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import FeatureSet, speaker_normalize, split_feature_set
-from .io import ParamError, as_final, atomic_path, read_json, write_error, write_json
-from .stage import StageError
+from .io import as_final, atomic_path, read_json, write_error, write_json
+from .errors import ParamError, StageError
 
 # --- eGeMAPS functionals ----------------------------------------------------------------------------
 

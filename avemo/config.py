@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from .io import ParamError
+from .errors import ParamError
 
 
 def model_config(params: dict, name: str, **paths) -> dict:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import ParamError, choice, read_json, write_json
+from .io import choice, read_json, write_json
+from .errors import ParamError
 
 # Test actors of each fold (1-based actor ids). Every list covers actors 1-24 once.
 FOLD_SCHEMES: dict[str, list[list[int]]] = {

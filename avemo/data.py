@@ -7,14 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import ParamError, read_json
+from .io import read_json
+from .errors import LeakageError, ParamError
 from .metadata import read_metadata
 
 SPLITS = ("train", "val", "test")
-
-
-class LeakageError(ValueError):
-    """A split that would put one actor (speaker) in two partitions."""
 
 
 def actor_splits(actors, test_actors, val_actors) -> dict[str, list[int]]:

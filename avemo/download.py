@@ -14,16 +14,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .ids import N_ACTORS, BadClipName, parse_clip_id
-from .io import ParamError, atomic_path, write_error
+from .ids import N_ACTORS, parse_clip_id
+from .errors import BadClipName, DownloadError, ParamError
+from .io import atomic_path, write_error
 
 ZENODO_RECORD_API = "https://zenodo.org/api/records/1188976"
 ARCHIVE = "Video_Speech_Actor_{:02d}.zip"
 CHUNK = 1 << 20
-
-
-class DownloadError(RuntimeError):
-    """An archive that could not be fetched, verified or read."""
 
 
 @dataclass

@@ -22,8 +22,8 @@ import pandas as pd
 
 from .evaluate import PROBABILITY_COLUMNS, classification_metrics, metrics_report, write_confusion
 from .ids import EMOTIONS
-from .io import ParamError, choice, write_json
-from .stage import StageError
+from .io import choice, write_json
+from .errors import ParamError, StageError
 
 METHODS = ("greedy", "mean")
 CRITERIA = ("log_likelihood", "accuracy")

@@ -9,8 +9,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .io import ParamError, choice
-from .stage import StageError
+from .io import choice
+from .errors import ParamError, StageError
 
 BACKBONES = ("mobilenet_v2", "resnet18", "resnet50", "resnet101")
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

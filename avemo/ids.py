@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from .errors import BadClipName
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MODALITIES = {1: "audio-video", 2: "video-only", 3: "audio-only"}
@@ -14,10 +15,6 @@ STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the doo
 N_ACTORS = 24
 
 _ID = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
-
-
-class BadClipName(ValueError):
-    """A file name that does not follow the RAVDESS naming scheme."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import yaml
+from .errors import ParamError, WriteError
 
 
 @contextlib.contextmanager
@@ -44,13 +45,6 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
-
-
-class WriteError(OSError):
-    """An output file that could not be written (full disk, file size limit, permissions...)."""
-
-    def __str__(self) -> str:
-        return f"{self.filename}: cannot write ({self.strerror})"
 
 
 def write_error(path: str | Path, err: OSError) -> WriteError:
@@ -104,10 +98,6 @@ def remove_stale_temporaries(directory: str | Path, name: str | None = None) -> 
             leftover.unlink(missing_ok=True)
         count += 1
     return count
-
-
-class ParamError(ValueError):
-    """A parameter value that the pipeline cannot use."""
 
 
 def load_params(section: str | None = None, path: str | Path = "params.yaml") -> dict:

@@ -36,9 +36,10 @@ from .features import bgr_to_tensor, embed, load_backbone, spectrogram_to_image
 from .ids import EMOTIONS
 from .io import atomic_path, load_params, write_json
 from .models import model_inputs
-from .stage import StageError, run_stage
+from .stage import run_stage
+from .errors import StageError, VideoError
 from .train import Normalizer, load_checkpoint, predict_proba
-from .video import FaceTrack, VideoError, crop_faces, load_strip, save_strip
+from .video import FaceTrack, crop_faces, load_strip, save_strip
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = ROOT / "models"

@@ -23,8 +23,9 @@ def table(metrics_dir: str | Path = "metrics") -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    metrics_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "metrics")
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    metrics_dir = Path(argv[0] if argv else "metrics")
     print(table(metrics_dir))
     if any((metrics_dir / "cv").glob("*.json")):  # cross-validation summaries (stage cv_summary)
         from .cv import table as cv_table

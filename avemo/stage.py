@@ -4,16 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .download import DownloadError
-from .ids import BadClipName
-from .io import ParamError, WriteError
-
-
-class StageError(RuntimeError):
-    """A failure a stage explains itself (bad input file, missing weights...)."""
-
-
-KNOWN_FAILURES = (StageError, DownloadError, ParamError, BadClipName)
+from .errors import KNOWN_FAILURES, StageError, WriteError
 
 
 def os_error_message(err: OSError) -> str:

@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from .data import FeatureSet, load_feature_set, select_gender, speaker_normalize, split_feature_set
 from .ids import EMOTIONS
-from .io import ParamError, atomic_path, choice, read_json
+from .io import atomic_path, choice, read_json
+from .errors import ParamError
 from .models import build_model, model_inputs
 from .triplets import TripletSampler
 

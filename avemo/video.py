@@ -7,13 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from .errors import VideoError
 
 DETECT_MAX_SIDE = 480  # detection runs on a frame scaled down to this; crops come from the full frame
 _local = threading.local()
-
-
-class VideoError(RuntimeError):
-    """A video that cannot be opened or decoded."""
 
 
 def _cascade() -> cv2.CascadeClassifier:

@@ -21,7 +21,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def apply_override(params: dict, assignment: str) -> None:

@@ -33,7 +33,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from avemo.ids import parse_clip_id  # noqa: E402
 

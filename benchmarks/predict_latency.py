@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from avemo.audio import ffmpeg_exe  # noqa: E402
 from avemo.predict import DEFAULT_MODELS_DIR, count_frames, load_predictor, predict_clip  # noqa: E402

@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 KINDS = ("ffmpeg-audio", "extract_audio", "ffmpeg-video", "faces")
 BASELINE = {"extract_audio": "ffmpeg-audio", "faces": "ffmpeg-video"}

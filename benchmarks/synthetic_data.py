@@ -18,7 +18,6 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 EMBEDDING_SIZE = {"mobilenet_v2": 1280, "resnet18": 512, "resnet50": 2048, "resnet101": 2048}
 

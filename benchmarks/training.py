@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 HOW_TO_MAKE = ("make the features first: `dvc repro features` in the repository (downloads the embedded "
                "sample, extracts audio, crops faces, computes embeddings), then rerun this benchmark")

@@ -3,7 +3,6 @@ training actors, test metrics in the format of `evaluate` and the fitted scikit-
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.classical import CLASSIFIERS, FEATURE_SETS, run_baseline
 from avemo.io import load_params
 from avemo.stage import run_stage

@@ -2,7 +2,6 @@
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.cv import run_fold
 from avemo.io import load_params
 from avemo.stage import run_stage

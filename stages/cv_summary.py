@@ -2,7 +2,6 @@
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.cv import summarize_dir
 from avemo.stage import run_stage
 

@@ -2,11 +2,11 @@
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401  (puts the repository root on sys.path)
 from avemo.download import UnpackResult, fetch_archive, resolve_remote, select_actors, unpack_speech_clips, ARCHIVE
-from avemo.io import ParamError, WriteError, atomic_path, load_params, remove_stale_temporaries, write_json
+from avemo.io import atomic_path, load_params, remove_stale_temporaries, write_json
+from avemo.errors import ParamError, WriteError, StageError
 from avemo.metadata import write_metadata
-from avemo.stage import StageError, run_stage
+from avemo.stage import run_stage
 
 
 def download(params: dict, sample_dir: Path, archives: Path, out: Path) -> dict:

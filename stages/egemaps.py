@@ -3,7 +3,6 @@ silent, too short or unreadable there are listed in data/egemaps/report.json, no
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.classical import run_egemaps
 from avemo.io import load_params
 from avemo.stage import run_stage

@@ -3,7 +3,6 @@ members and weights chosen on the validation actors only, test metrics in the fo
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.ensemble import run_ensemble
 from avemo.io import load_params
 from avemo.stage import run_stage

@@ -3,7 +3,6 @@ class probabilities on the validation and test actors (for the `ensemble` stage)
 import argparse
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from avemo.evaluate import evaluate_checkpoint
 from avemo.stage import run_stage
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import soundfile as sf
 
-import _bootstrap  # noqa: F401
 from avemo.audio import extract_audio, ffmpeg_exe
 from avemo.cache import ClipCache
-from avemo.io import ParamError, as_final, atomic_path, remove_stale_temporaries, write_error
+from avemo.io import as_final, atomic_path, remove_stale_temporaries, write_error
+from avemo.errors import ParamError, StageError
 from avemo.metadata import read_metadata
 from avemo.parallel import map_clips
-from avemo.stage import StageError, per_clip_main, write_final_json
+from avemo.stage import per_clip_main, write_final_json
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [ROOT / "avemo" / "audio.py", Path(__file__).resolve()]  # their change invalidates cached results

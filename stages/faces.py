@@ -9,13 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import _bootstrap  # noqa: F401
 from avemo.cache import ClipCache
-from avemo.io import ParamError, as_final, atomic_path, remove_stale_temporaries
+from avemo.io import as_final, atomic_path, remove_stale_temporaries
+from avemo.errors import ParamError, StageError, VideoError
 from avemo.metadata import read_metadata
 from avemo.parallel import map_clips
-from avemo.stage import StageError, per_clip_main, write_final_json
-from avemo.video import VideoError, crop_faces, save_strip
+from avemo.stage import per_clip_main, write_final_json
+from avemo.video import crop_faces, save_strip
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [ROOT / "avemo" / "video.py", Path(__file__).resolve()]  # their change invalidates cached results

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import _bootstrap  # noqa: F401
 from avemo.audio import LogMel, fix_length, load_wav
 from avemo.features import bgr_to_tensor, embed, load_backbone, spectrogram_to_image
 from avemo.io import atomic_path, load_params, read_json, write_json
-from avemo.stage import StageError, run_stage
+from avemo.stage import run_stage
+from avemo.errors import StageError
 from avemo.video import load_strip
 
 

@@ -7,7 +7,6 @@ import argparse
 import contextlib
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
 from dvclive import Live
 
 from avemo.io import load_params

@@ -175,7 +175,7 @@ def test_frame_pooled_is_the_mean_over_frames_and_concatenates_after_egemaps(rea
     ({**CFG, "cv_folds": 1}, "baselines.cv_folds: 1 is not valid"),
 ])
 def test_bad_baseline_parameters_are_named(real, tmp_path, cfg, message):
-    from avemo.io import ParamError
+    from avemo.errors import ParamError
 
     with pytest.raises(ParamError, match=message.replace("(", r"\(").replace(".", r"\.")):
         run_baseline(cfg, SPLIT, {}, "egemaps", "logreg", real / "metadata.csv", tmp_path / "m.json",

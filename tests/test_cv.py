@@ -4,7 +4,7 @@ import pytest
 
 from avemo.cv import FOLD_SCHEMES, check_fold, fold_split, pick_val_actors, summarize
 from avemo.data import actor_splits
-from avemo.io import ParamError
+from avemo.errors import ParamError
 
 
 @pytest.mark.parametrize("scheme", sorted(FOLD_SCHEMES))

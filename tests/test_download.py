@@ -7,9 +7,8 @@ import zipfile
 
 import pytest
 
-from avemo.download import (DownloadError, UnpackResult, fetch_archive, resolve_remote, select_actors,
-                            unpack_speech_clips)
-from avemo.io import ParamError
+from avemo.download import UnpackResult, fetch_archive, resolve_remote, select_actors, unpack_speech_clips
+from avemo.errors import DownloadError, ParamError
 
 
 @pytest.fixture

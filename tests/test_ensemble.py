@@ -15,7 +15,8 @@ from avemo.data import FeatureSet
 from avemo.ensemble import combine, greedy_select, load_candidates, read_predictions, run_ensemble
 from avemo.evaluate import PROBABILITY_COLUMNS, write_predictions
 from avemo.ids import EMOTIONS
-from avemo.io import ParamError, read_json
+from avemo.io import read_json
+from avemo.errors import ParamError
 from avemo.metadata import write_metadata
 
 TRAIN_ACTORS, VAL_ACTORS, TEST_ACTORS = (1, 2, 3, 4), (13, 14), (17, 18)

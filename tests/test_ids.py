@@ -1,6 +1,7 @@
 import pytest
 
-from avemo.ids import EMOTIONS, BadClipName, parse_clip_id
+from avemo.ids import EMOTIONS, parse_clip_id
+from avemo.errors import BadClipName
 
 
 def test_parses_all_seven_fields():

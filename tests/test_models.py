@@ -115,7 +115,7 @@ def test_snippets_cover_the_clip_evenly():
 
 def test_r3d_101_size_and_weights_file_round_trip(tmp_path):
     from avemo.models.video import video_resnet
-    from avemo.stage import StageError
+    from avemo.errors import StageError
 
     torch.manual_seed(0)
     model = video_resnet(101)
@@ -158,7 +158,7 @@ def test_frame_cnn_weights_error_names_the_cache_file(monkeypatch):
 
     import torchvision
 
-    from avemo.stage import StageError
+    from avemo.errors import StageError
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

@@ -16,11 +16,11 @@ from avemo.audio import LogMel, decode_audio, extract_audio, fix_length, load_wa
 from avemo.config import model_config
 from avemo.features import bgr_to_tensor, embed, load_backbone
 from avemo.ids import EMOTIONS
-from avemo.io import ParamError, load_params
+from avemo.io import load_params
+from avemo.errors import ParamError, StageError
 from avemo.models import ARCHITECTURES, build_model, model_inputs
 from avemo.predict import (aggregate, annotate_video, check_shapes, clip_annotations, count_frames, frame_boxes,
                            load_predictor, main, predict_clip, preprocessing_of, resolve_model)
-from avemo.stage import StageError
 from avemo.train import Normalizer
 from avemo.stream import frame_rows, make_grid, run_stream, summary
 from avemo.video import crop_faces, load_strip, sample_indices, save_strip

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from avemo.data import FeatureSet, LeakageError, actor_splits, check_no_leakage
-from avemo.io import ParamError
+from avemo.data import FeatureSet, actor_splits, check_no_leakage
+from avemo.errors import LeakageError, ParamError
 
 
 def test_train_is_every_other_actor():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..io import ParamError, choice
+from ..io import choice
+from ..errors import ParamError
 from .blocks import ChannelAttention, Classifier, chunked, classifier, image_feature_map, residual_attention
 
 

@@ -11,8 +11,8 @@ from torchvision.models.video.resnet import BasicBlock, BasicStem, Bottleneck, C
 
 from ..aggregate import AGGREGATIONS
 from ..features import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-from ..io import ParamError, choice
-from ..stage import StageError
+from ..io import choice
+from ..errors import ParamError, StageError
 from ..video import sample_indices
 from .blocks import N_CLASSES, Classifier, chunked, classifier
 
