@@ -1,7 +1,7 @@
-"""Latency of `python -m avemo.predict` on this machine: seconds per clip and real-time factor of the clip
+"""Latency of `avemo predict` (avemo.predict) on this machine: seconds per clip and real-time factor of the clip
 mode, and input frames per second of the streaming (sliding-window) mode, per model.
 
-    .venv/bin/python benchmarks/predict_latency.py [--videos DIR] [--models-dir models] [--models a,b]
+    .venv/bin/python benchmarks/predict_latency.py [--videos DIR] [--models-dir DIR] [--models a,b]
 
 Clip mode runs each 720p audio-video clip of DIR (RAVDESS names 01-*) once after one warm-up; streaming
 runs over those clips joined into one long video (ffmpeg concat, stream copy). Model and backbone loading
@@ -23,8 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from avemo.audio import ffmpeg_exe  # noqa: E402
-from avemo.predict import DEFAULT_MODELS_DIR, count_frames, load_predictor, predict_clip  # noqa: E402
-from avemo.stream import run_stream  # noqa: E402
+from avemo.predict import load_predictor, predict_clip, run_stream  # noqa: E402
+from avemo.predict.annotate import count_frames  # noqa: E402
+from avemo.predict.loading import default_models_dir  # noqa: E402
 
 DEFAULT_VIDEOS = ROOT.parent / "shared" / "ravdess-720p" / "Actor_01"
 REFERENCE_CLIP_S = 3.5
@@ -87,7 +88,7 @@ def cold_cli(clip: Path, models_dir: Path, model: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=Path, default=DEFAULT_VIDEOS)
-    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--models", default="logmel_cnn,video_lstm,fusion_concat")
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--hop", type=float, default=0.375)

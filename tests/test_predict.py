@@ -1,7 +1,9 @@
-"""`python -m avemo.predict` on real files: the 720p RAVDESS clips and videos made by ffmpeg that are not RAVDESS."""
+"""`avemo predict` (`python -m avemo.predict`) on real files: the 720p RAVDESS clips and videos made by ffmpeg
+that are not RAVDESS."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,10 +21,14 @@ from avemo.ids import EMOTIONS
 from avemo.io import load_params
 from avemo.errors import ParamError, StageError
 from avemo.models import ARCHITECTURES, build_model, model_inputs
-from avemo.predict import (aggregate, annotate_video, check_shapes, clip_annotations, count_frames, frame_boxes,
-                           load_predictor, main, predict_clip, preprocessing_of, resolve_model)
+from avemo.predict import load_predictor, main, predict_clip, resolve_model
+from avemo.predict.annotate import annotate_video, clip_annotations, count_frames, frame_boxes
+from avemo.predict.loading import INSTALL_ROOT, check_shapes, default_models_dir, default_params, preprocessing_of
+from avemo.predict.output import aggregate
+from avemo.predict.stream import run_stream
+from avemo.predict.timeline import frame_rows, summary
+from avemo.predict.window import make_grid
 from avemo.train import Normalizer
-from avemo.stream import frame_rows, make_grid, run_stream, summary
 from avemo.video import crop_faces, load_strip, sample_indices, save_strip
 
 from conftest import ROOT
@@ -332,3 +338,61 @@ def test_cli_errors_exit_1_with_one_line_and_no_traceback(models_dir, made, caps
         with pytest.raises(SystemExit) as exit_:
             main([str(made["no_audio"]), "--models-dir", str(models_dir), *args])
         assert exit_.value.code == 1 and expected in capsys.readouterr().err
+
+
+def test_the_avemo_console_script_predicts_from_any_directory(hd_dir, models_dir, tmp_path):
+    """`avemo predict VIDEO --model PATH` run from a directory that is not the project: the installed command,
+    a checkpoint by path, and (for a checkpoint without recorded preprocessing) the installed repository's
+    params.yaml."""
+    avemo = Path(sys.executable).with_name("avemo")
+    if not avemo.exists():
+        pytest.skip(f"{avemo}: the avemo console script is not installed (pip install -e .)")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    video = hd_dir / CLIP
+    env = {k: v for k, v in os.environ.items() if k != "AVEMO_MODELS"}
+    proc = subprocess.run([str(avemo), "predict", str(video), "--model", str(models_dir / "fusion_concat.pt"),
+                           "--json"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    check_probabilities(result)
+    assert result["input"] == str(video) and result["mode"] == "clip" and result["model"] == "fusion_concat"
+    assert result["face"]["frame_size"] == [1280, 720] and result["audio"]["status"] == "ok"
+    assert result["preprocessing_from"] in ("checkpoint", str(INSTALL_ROOT / "params.yaml"))
+    assert list(elsewhere.iterdir()) == []  # nothing written where it ran
+
+
+def test_models_and_params_default_to_avemo_models_then_the_project_here_then_the_installed_repository(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("AVEMO_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)  # not a project
+    assert INSTALL_ROOT == ROOT and default_models_dir() == ROOT / "models"
+    assert default_params() == ROOT / "params.yaml"
+    (tmp_path / "models").mkdir()
+    assert default_models_dir() == ROOT / "models"  # models/ without dvc.yaml is not a project
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert default_models_dir() == Path.cwd() / "models" and default_params() == Path.cwd() / "params.yaml"
+    with pytest.raises(StageError, match=re.escape(f"available models in {Path.cwd() / 'models'}: none")):
+        resolve_model("fusion_concat")
+    monkeypatch.setenv("AVEMO_MODELS", str(tmp_path / "elsewhere"))
+    assert default_models_dir() == tmp_path / "elsewhere" and default_params() == Path.cwd() / "params.yaml"
+
+
+def test_the_predict_package_has_one_job_per_module_and_no_import_circle():
+    """avemo/predict: no module over 300 lines, no private name imported from another module, no import
+    circle (the package's __init__ included: no module imports it)."""
+    import ast
+
+    package = ROOT / "avemo" / "predict"
+    graph = {}
+    for path in sorted(package.glob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 300, path
+        imports = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom) and n.level > 0]
+        assert not [a.name for n in imports for a in n.names if a.name.startswith("_")], path
+        graph[path.stem] = {n.module or "__init__" for n in imports if n.level == 1}
+    assert all("__init__" not in deps for name, deps in graph.items() if name != "__init__")
+
+    def reaches(start, target, seen=()):
+        return any(d == target or (d not in seen and reaches(d, target, (*seen, d))) for d in graph.get(start, ()))
+    assert [name for name in graph if reaches(name, name)] == []

@@ -1,0 +1,123 @@
+"""Opening a stream's source: the video capture of a file, camera index or URL, and its audio feed (a file
+read once as the pipeline reads it, or a live ffmpeg pipe filled by a thread)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import ffmpeg
+import numpy as np
+
+from ..audio import ffmpeg_exe
+from ..errors import StageError
+from .clip import missing_audio_error
+from .inputs import AudioTrack, check_input, read_audio
+from .predictor import Predictor
+
+
+class AudioFeed:
+    """Mono samples of the source at the model's rate: a whole file read once as the pipeline reads it
+    (inputs.read_audio: extract_audio + load_wav), or a live ffmpeg pipe filled by a thread (decode_audio's
+    output options; no 16-bit WAV step)."""
+
+    def __init__(self, rate: int, status: str = "ok", samples: np.ndarray | None = None, rms_dbfs=None):
+        self.rate, self.status, self.rms_dbfs = rate, status, rms_dbfs
+        self._chunks = [] if samples is None else [samples]
+        self._samples = samples if samples is not None else np.zeros(0, np.float32)
+        self._lock = threading.Lock()
+        self.done = samples is not None or status != "pending"
+        self._process = None
+
+    @classmethod
+    def from_file(cls, path: Path, rate: int) -> "AudioFeed":
+        track = read_audio(path, rate)
+        return cls(rate, track.status, track.samples, track.rms_dbfs)
+
+    @classmethod
+    def from_pipe(cls, source: str, rate: int) -> "AudioFeed":
+        feed = cls(rate, "pending")
+        feed.done = False
+        stream = ffmpeg.input(source).output("pipe:", format="f32le", ac=1, ar=rate, vn=None)
+        feed._process = stream.global_args("-loglevel", "error").run_async(
+            cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
+        threading.Thread(target=feed._pump, daemon=True).start()
+        return feed
+
+    def _pump(self) -> None:
+        leftover = b""
+        while True:
+            data = self._process.stdout.read(16384)
+            if not data:
+                break
+            data, leftover = leftover + data, b""
+            usable = len(data) - len(data) % 4
+            data, leftover = data[:usable], data[usable:]
+            with self._lock:
+                self._chunks.append(np.frombuffer(data, np.float32).copy())
+                if self.status == "pending":
+                    self.status = "ok"
+        self._process.wait()
+        with self._lock:
+            if self.status == "pending":
+                self.status = "no_audio"
+            self.done = True
+
+    def available(self) -> int:
+        with self._lock:
+            return sum(len(c) for c in self._chunks)
+
+    def samples(self) -> np.ndarray:
+        with self._lock:
+            if len(self._chunks) > 1:
+                self._chunks = [np.concatenate(self._chunks)]
+            return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+
+
+def open_capture(source: str, live: bool) -> tuple[cv2.VideoCapture, str]:
+    if source.isdigit():
+        capture, name = cv2.VideoCapture(int(source)), f"camera {source}"
+    elif "://" in source:
+        capture, name = cv2.VideoCapture(source), source
+    else:
+        path = check_input(source)
+        capture, name = cv2.VideoCapture(str(path)), str(path)
+    if not capture.isOpened():
+        raise StageError(f"{name}: cannot open as a video (stream mode needs video frames; "
+                         "for an audio file use --mode clip with an audio model)")
+    return capture, name
+
+
+def file_seconds(path: Path) -> float:
+    """Duration from the container's frame count and rate (0 for files OpenCV cannot read as video)."""
+    capture = cv2.VideoCapture(str(path))
+    fps, count = capture.get(cv2.CAP_PROP_FPS) or 0.0, capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
+    capture.release()
+    return count / fps if fps > 0 else 0.0
+
+
+def open_audio(source: str, name: str, predictor: Predictor, fallback: Predictor | None, live: bool,
+               notes: list[str], models_dir=None) -> AudioFeed | None:
+    user = predictor if predictor.uses_audio else fallback
+    if user is None:
+        return None
+    rate = user.prep["audio"]["sample_rate"]
+    if source.isdigit():
+        feed = AudioFeed(rate, "no_audio")  # OpenCV cameras carry no sound
+    elif live:
+        feed = AudioFeed.from_pipe(source, rate)
+    else:
+        feed = AudioFeed.from_file(Path(source), rate)
+    if feed.status in ("no_audio", "silent"):
+        problem = f"{name}: has no audio stream" if feed.status == "no_audio" else \
+            f"{name}: audio is silent (RMS {feed.rms_dbfs:.1f} dBFS)"
+        if predictor.uses_audio:
+            raise missing_audio_error(name, predictor, AudioTrack(feed.status, None, rate, feed.rms_dbfs),
+                                      models_dir)
+        notes.append(f"{problem}; --audio-fallback unavailable")
+        return None
+    return feed

@@ -1,0 +1,205 @@
+"""The sliding windows: one frame grid shared by all windows (each sampled frame is detected and embedded
+once whatever the overlap), the windows' results, and the state that predicts each window as soon as its
+frames and audio are in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..audio import fix_length
+from ..errors import StageError
+from ..video import detect_largest_face, square_crop
+from .output import probability_dict
+from .predictor import Predictor
+
+if TYPE_CHECKING:
+    from .sources import AudioFeed
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Frame sampling shared by all windows: point j sits at frame int((j + 0.5) * window_frames / n)."""
+    fps: float
+    window_frames: int
+    n: int  # frames per window (the checkpoint's faces.n_frames)
+    step: int  # grid points between consecutive window starts
+
+    def frame(self, j: int) -> int:
+        return int((j + 0.5) * self.window_frames / self.n)
+
+    def points(self, k: int) -> range:
+        return range(k * self.step, k * self.step + self.n)
+
+    def start_frame(self, k: int) -> float:
+        return k * self.step * self.window_frames / self.n
+
+    def start_s(self, k: int) -> float:
+        return self.start_frame(k) / self.fps
+
+    @property
+    def window_s(self) -> float:
+        return self.window_frames / self.fps
+
+    @property
+    def hop_s(self) -> float:
+        return self.step * self.window_frames / self.n / self.fps
+
+
+def make_grid(fps: float, window_s: float, hop_s: float, n: int, total_frames: int | None = None) -> Grid:
+    """Window of round(window_s * fps) frames (the whole file when shorter), hop rounded to whole grid steps."""
+    if window_s <= 0 or hop_s <= 0:
+        raise StageError(f"window ({window_s} s) and hop ({hop_s} s) must be positive")
+    window_frames = max(1, round(window_s * fps))
+    if total_frames and 0 < total_frames < window_frames:
+        window_frames = total_frames  # a file shorter than a window: one window, sampled like crop_faces
+    step = max(1, round(hop_s * fps * n / window_frames))
+    return Grid(fps, window_frames, n, step)
+
+
+@dataclass
+class Window:
+    index: int
+    start_s: float
+    end_s: float
+    status: str  # ok | fallback | no_face | no_audio
+    model: str | None
+    probs: np.ndarray | None
+    face_rate: float | None
+    classes: list[str]
+
+    @property
+    def label(self) -> str | None:
+        return None if self.probs is None else self.classes[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probs is None else float(np.max(self.probs))
+
+    @property
+    def centre_s(self) -> float:
+        return (self.start_s + self.end_s) / 2
+
+    def text(self) -> str:
+        if self.probs is None:
+            return self.status.replace("_", " ")
+        return f"{self.label} {self.confidence:.2f}" + (" (audio)" if self.status == "fallback" else "")
+
+    def line(self) -> str:
+        face = "" if self.face_rate is None else f"  face {self.face_rate:.0%}"
+        return f"{self.start_s:8.2f}-{self.end_s:8.2f} s  {self.text():<22}{face}"
+
+    def row(self, classes: list[str] | None = None) -> dict:
+        probs = dict.fromkeys(classes or self.classes, None) if self.probs is None else \
+            probability_dict(self.probs, classes or self.classes)
+        return {"window": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "time_s": round(self.centre_s, 3), "label": self.label or "",
+                "confidence": None if self.probs is None else round(self.confidence, 4), "status": self.status,
+                "model": self.model or "", "face_rate": None if self.face_rate is None else round(self.face_rate, 3),
+                **{f"p_{k}": v for k, v in probs.items()}}
+
+
+@dataclass
+class Point:
+    crop: np.ndarray | None
+    detected: bool
+    inputs: dict | None = None  # the model's per-frame inputs (embedding, crop read back), made once
+
+
+class WindowPredictor:
+    """State of the stream: sampled points (crop, face found, embedding) and the next window to predict."""
+
+    def __init__(self, predictor: Predictor, grid: Grid, audio: AudioFeed | None, fallback: Predictor | None,
+                 detect: bool):
+        self.predictor, self.grid, self.audio, self.fallback = predictor, grid, audio, fallback
+        self.detect = detect
+        self.faces = predictor.prep["faces"]
+        self.points: dict[int, Point] = {}
+        self.detections: dict[int, tuple | None] = {}
+        self.next_j = 0  # grid points filled so far
+        self.next_k = 0  # next window to predict
+        self.last_box = None
+
+    def add_frame(self, index: int, frame: np.ndarray) -> None:
+        """Detect the face on one sampled frame, crop it with the last box found, fill the grid points due."""
+        cfg = self.faces
+        box = detect_largest_face(frame, cfg["scale_factor"], cfg["min_neighbors"], cfg["min_face"])
+        if box is not None:
+            self.last_box = box
+        self.detections[index] = box
+        crop = square_crop(frame, self.last_box, cfg["margin"], cfg["size"]) if self.predictor.uses_video else None
+        while self.grid.frame(self.next_j) <= index:
+            self.points[self.next_j] = Point(crop, box is not None)
+            self.next_j += 1
+
+    def skip_frames(self, frames_seen: int) -> None:
+        """Without detection (audio model, no --annotate) grid points just follow the decoded frames."""
+        while self.grid.frame(self.next_j) < frames_seen:
+            self.points[self.next_j] = Point(None, False)
+            self.next_j += 1
+
+    def _audio_span(self, k: int) -> tuple[int, int]:
+        a = (self.fallback if not self.predictor.uses_audio else self.predictor).prep["audio"]
+        rate, length = a["sample_rate"], int(a["duration_s"] * a["sample_rate"])
+        window = int(round(self.grid.window_s * rate))
+        start = int(round(self.grid.start_s(k) * rate)) + max(0, (window - length) // 2)
+        return start, start + min(length, window)
+
+    def _ready(self, k: int) -> bool:
+        if self.grid.points(k)[-1] >= self.next_j:
+            return False
+        if self.audio is None or self.audio.done:
+            return True
+        return self.audio.available() >= self._audio_span(k)[1]
+
+    def ready_windows(self, final: bool = False) -> list[Window]:
+        out = []
+        while self._ready(self.next_k):
+            out.append(self.predict_window(self.next_k))
+            self.next_k += 1
+        if final and self.next_k == 0 and self.next_j > 0:  # shorter than one window: use what there is
+            out.append(self.predict_window(0))
+            self.next_k = 1
+        for j in [j for j in self.points if j < self.next_k * self.grid.step]:
+            del self.points[j]  # no later window uses them
+        return out
+
+    def _video_inputs(self, model: Predictor, js: list[int]) -> dict[str, np.ndarray]:
+        todo = [j for j in js if self.points[j].inputs is None]
+        if todo:  # the new points of this window in one batch
+            batch = model.video_inputs(np.stack([self.points[j].crop for j in todo]))
+            for i, j in enumerate(todo):
+                self.points[j].inputs = {k: v[i] for k, v in batch.items()}
+        js = js + [js[-1]] * (self.grid.n - len(js))  # a short last window repeats its last frame
+        return {k: np.stack([self.points[j].inputs[k] for j in js]) for k in self.points[js[0]].inputs}
+
+    def _audio_input(self, model: Predictor, k: int) -> dict | None:
+        if self.audio is None or self.audio.status != "ok":
+            return None
+        start, stop = self._audio_span(k)
+        a = model.prep["audio"]
+        segment = self.audio.samples()[start:stop]
+        return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])))
+
+    def predict_window(self, k: int) -> Window:
+        grid = self.grid
+        js = [j for j in grid.points(k) if j in self.points]
+        start, end = grid.start_s(k), (grid.start_frame(k) + grid.window_frames) / grid.fps
+        detected = [self.points[j].detected for j in js]
+        face_rate = float(np.mean(detected)) if self.detect and detected else None
+        model, status = self.predictor, "ok"
+        classes = model.classes
+        if model.uses_video and not any(detected):
+            if self.fallback is None or self.audio is None or self.audio.status != "ok":
+                return Window(k, start, end, "no_face", None, None, face_rate, classes)
+            model, status = self.fallback, "fallback"
+        inputs = {}
+        if model.uses_audio:
+            audio = self._audio_input(model, k)
+            if audio is None:
+                return Window(k, start, end, "no_audio", None, None, face_rate, classes)
+            inputs.update(audio)
+        if model.uses_video:
+            inputs.update(self._video_inputs(model, js))
+        return Window(k, start, end, status, model.name, model.probabilities(inputs), face_rate, classes)
