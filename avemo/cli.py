@@ -8,7 +8,8 @@ import sys
 
 COMMANDS = {
     "predict": ("avemo.predict", "emotions of a video, audio file, camera or stream"),
-    "report": ("avemo.report", "the model table of the metrics files (and docs/results summary.json)"),
+    "report": ("avemo.report", "the model tables of the metrics files (single clip first), summary.json"),
+    "profile": ("avemo.pipeline", "what `dvc repro` runs: write params.yaml `run` from a profile (default, full)"),
 }
 
 

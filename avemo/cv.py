@@ -7,17 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import choice, read_json, write_json
+from .io import choice, write_json
 from .errors import ParamError
 
 # Test actors of each fold (1-based actor ids). Every list covers actors 1-24 once.
 FOLD_SCHEMES: dict[str, list[list[int]]] = {
-    # 6 folds of 4 consecutive actors (balanced: 2 male, 2 female per fold).
+    # 6 folds of 4 consecutive actors (balanced: 2 male, 2 female per fold); HiCMAE's protocol.
     "sequential_6x4": [list(range(start, start + 4)) for start in range(1, 25, 4)],
     # Luna-Jimenez et al., Sensors 2021 / Applied Sciences 2022 (5-fold, their repository's lists,
     # converted from its 0-based to RAVDESS's 1-based actor ids).
     "luna_jimenez_5fold": [[2, 5, 14, 15, 16], [3, 6, 7, 13, 18], [10, 11, 12, 19, 20], [8, 17, 21, 23, 24],
                            [1, 4, 9, 22]],
+    # EmoBox (Ma et al., Interspeech 2024), RAVDESS: 6 folds of 4 actors (their repository's lists).
+    "emobox_6fold": [[1, 11, 20, 21], [4, 10, 12, 14], [8, 9, 19, 23], [3, 5, 7, 24], [2, 15, 16, 18],
+                     [6, 13, 17, 22]],
     # One actor per fold: 24 folds.
     "leave_one_actor_out": [[actor] for actor in range(1, 25)],
 }
@@ -65,81 +68,56 @@ def fold_split(scheme: str, fold: int, actors, val_actors: int, seed: int) -> di
     return {"test_actors": test, "val_actors": pick_val_actors(rest, val_actors, seed + int(fold))}
 
 
-def run_fold(params: dict, model: str, fold: int, paths: dict, out: Path, metrics: Path) -> dict:
-    """Train `model` on one fold (checkpoint in `out`), evaluate it on the fold's test actors; write the
-    fold's metrics. A fold without any of its test actors in the data is recorded as skipped."""
-    from .config import model_config
-    from .evaluate import evaluate_checkpoint
+def run_fold(params: dict, name: str, fold: int, inputs: list[str], metadata: Path, out: Path,
+             metrics: Path) -> dict:
+    """Train and test model or baseline `name` on one fold (checkpoint, predictions and split in `out`),
+    under both protocols; write the fold's metrics. A fold without any of its test actors in the data is
+    recorded as skipped."""
     from .metadata import read_metadata
-    from .train import train
 
     cv = params["cv"]
     scheme = cv["scheme"]
-    split = fold_split(scheme, fold, read_metadata(Path(paths["metadata"]))["actor"], cv["val_actors"], cv["seed"])
-    info = {"model": model, "scheme": scheme, "fold": int(fold), "fold_actors": check_fold(scheme, fold)}
+    split = fold_split(scheme, fold, read_metadata(Path(metadata))["actor"], cv["val_actors"], cv["seed"])
+    info = {"scheme": scheme, "fold": int(fold), "fold_actors": check_fold(scheme, fold)}
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     if split is None:
-        result = {**info, "skipped": f"none of the fold's test actors {info['fold_actors']} is in the data"}
+        result = {"model": name, **info, "skipped": f"none of the fold's test actors {info['fold_actors']} is in the data"}
         write_json(out / "fold.json", result)
         write_json(metrics, result)
         return result
-    cfg = model_config(params, model, **paths, checkpoint=str(out / "model.pt"))
+    if name in params.get("models", {}):
+        result = _model_fold(params, name, split, inputs, metadata, out, metrics, info)
+    else:
+        result = _baseline_fold(params, name, split, inputs, metadata, out, metrics, info)
+    return result
+
+
+def _model_fold(params, name, split, inputs, metadata, out, metrics, info) -> dict:
+    from .config import model_config
+    from .evaluate import evaluate_checkpoint
+    from .training import train
+
+    cfg = model_config(params, name, inputs=list(inputs), metadata=str(metadata), checkpoint=str(out / "model.pt"))
     cfg["split"] = split
     fit = train(cfg)
     shutil.rmtree(out / "last", ignore_errors=True)  # the per-epoch resume file is not a result
-    result = evaluate_checkpoint(out / "model.pt", metrics, out / "plots",
+    result = evaluate_checkpoint(out / "model.pt", metrics, out / "plots", predictions=out / "predictions.csv",
                                  extra={**info, **split, "val_accuracy": fit["val_accuracy"]})
     write_json(out / "fold.json", {**info, **split, "train": fit})
     return result
 
 
-SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+def _baseline_fold(params, name, split, inputs, metadata, out, metrics, info) -> dict:
+    from .baselines.stage import run_baseline
+    from .pipeline import baseline_parts
 
-
-def mean_std(values) -> dict:
-    values = np.asarray(list(values), dtype=float)
-    return {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=0)), 4)}
-
-
-def summarize(fold_metrics: list[dict]) -> dict:
-    """Mean +- std over the folds that ran of WA, UA, macro-F1, per-emotion recall/F1, and accuracy by
-    gender and by intensity; skipped folds are listed with their reason."""
-    ran = [m for m in fold_metrics if "skipped" not in m]
-    if not ran:
-        raise ParamError("cv: no fold could run (" + "; ".join(m["skipped"] for m in fold_metrics) + ")")
-    first = ran[0]
-    summary = {"model": first["model"], "scheme": first["scheme"], "folds": len(ran),
-               "folds_run": [m["fold"] for m in ran],
-               "folds_skipped": {str(m["fold"]): m["skipped"] for m in fold_metrics if "skipped" in m},
-               "test_clips": int(sum(m["n"] for m in ran))}
-    summary.update({key: mean_std(m[key] for m in ran) for key in SUMMARY_KEYS})
-    summary["per_class"] = {emotion: {score: mean_std(m["per_class"][emotion][score] for m in ran)
-                                      for score in ("recall", "f1")} for emotion in first["per_class"]}
-    for group in ("by_gender", "by_intensity"):
-        values = sorted({v for m in ran for v in m[group]})
-        summary[group] = {v: mean_std(m[group][v]["accuracy"] for m in ran if v in m[group]) for v in values}
-    summary["per_fold"] = {str(m["fold"]): {key: m[key] for key in SUMMARY_KEYS} | {"test_actors": m["test_actors"]}
-                           for m in ran}
-    return summary
-
-
-def summarize_dir(folds_dir: Path, out: Path) -> dict:
-    files = sorted(Path(folds_dir).glob("fold*.json"), key=lambda p: int(p.stem[4:]))
-    if not files:
-        raise ParamError(f"{folds_dir}: no fold metrics (fold*.json); run the cv stages first")
-    summary = summarize([read_json(p) for p in files])
-    write_json(out, summary)
-    return summary
-
-
-def table(cv_dir: str | Path = "metrics/cv") -> str:
-    """Markdown table of every model's cross-validation summary (mean +- std over folds)."""
-    rows = ["| model | scheme | folds | WA | UA | macro-F1 | test clips |", "|---|---|---|---|---|---|---|"]
-    for path in sorted(Path(cv_dir).glob("*.json")):
-        s = read_json(path)
-        cell = lambda key: f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"  # noqa: E731
-        rows.append(f"| {s['model']} | {s['scheme']} | {s['folds']} | {cell('accuracy')} "
-                    f"| {cell('balanced_accuracy')} | {cell('macro_f1')} | {s['test_clips']} |")
-    return "\n".join(rows)
+    feature_set, classifier = baseline_parts(name)
+    features = Path(inputs[0]).parent  # data/features/NAME -> data/features
+    result = run_baseline(params["baselines"], split, params["train_defaults"], feature_set, classifier, metadata,
+                          metrics, out / "model.joblib", features, out / "predictions.csv")
+    result.update({**info, **split})
+    write_json(metrics, result)
+    write_json(out / "fold.json", {**info, **split})
+    return result

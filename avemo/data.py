@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .io import read_json
 from .errors import LeakageError, ParamError
@@ -41,7 +40,7 @@ def check_no_leakage(splits: dict[str, list[int]]) -> None:
 
 @dataclass
 class FeatureSet:
-    """Arrays aligned on `clips`: inputs by name ('video', 'logmel', 'audio_emb'), labels, actors."""
+    """Arrays aligned on `clips`: inputs by name (see INPUTS), labels, actors."""
     clips: np.ndarray
     labels: np.ndarray
     actors: np.ndarray
@@ -54,33 +53,61 @@ class FeatureSet:
                           {k: v[keep] for k, v in self.inputs.items()})
 
 
-INPUTS = ("video", "frames", "logmel", "wave", "audio_emb")
+# Inputs a model can read: per-frame face-crop encoders and audio-window encoders (stages encode_video@NAME
+# and encode_audio@NAME write data/features/NAME/), and the face crops themselves (the faces stage's strips).
+VIDEO_INPUTS = ("imagenet", "fer")
+AUDIO_INPUTS = ("logmel", "wave", "spectrogram", "whisper", "wav2vec2", "hubert", "wavlm", "egemaps")
+INPUTS = VIDEO_INPUTS + AUDIO_INPUTS + ("frames",)
 
 
-def _load_input(name: str, features: Path, faces: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """(clip ids, array) of one input: embeddings and spectrograms from the features stage, face crops
-    (uint8, frames x H x W x 3) from the faces stage."""
+def input_dir(features: Path, name: str) -> Path:
+    """Where the encode stage of input `name` writes: features.npz (clips, values) and info.json."""
+    return Path(features) / name
+
+
+def input_paths(paths) -> dict[str, Path]:
+    """Stage outputs given to a stage (data/faces, data/features/NAME...) -> {input name: path}."""
+    out = {}
+    for path in map(Path, paths):
+        if (path / "tracks.json").is_file():
+            out["frames"] = path
+        elif (path / "info.json").is_file() and (path / "features.npz").is_file():
+            out[read_json(path / "info.json")["input"]] = path
+        else:
+            raise ParamError(f"{path}: neither the faces stage's output (tracks.json) nor an encoder's "
+                             "(features.npz, info.json); run the stages before it")
+    return out
+
+
+def _load_input(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(clip ids, array) of one input: an encoder's output, or the face crops (uint8, frames x H x W x 3)."""
     if name == "frames":
-        if faces is None:
-            raise ParamError("input 'frames' needs the faces directory (--faces)")
         from .video import load_strip
 
-        n_frames = read_json(Path(features) / "info.json")["preprocessing"]["faces"]["n_frames"]
-        clips = sorted(read_json(Path(faces) / "tracks.json"))
-        return np.array(clips), np.stack([load_strip(Path(faces) / "strips" / f"{c}.jpg", n_frames) for c in clips])
-    source, key = {"video": ("video", "embeddings"), "logmel": ("audio", "logmel"), "wave": ("audio", "wave"),
-                   "audio_emb": ("audio", "embeddings")}[name]
-    with np.load(Path(features) / f"{source}.npz") as arrays:
-        return arrays["clips"], arrays[key]
+        n_frames = read_json(path / "report.json")["config"]["n_frames"]
+        clips = sorted(read_json(path / "tracks.json"))
+        return np.array(clips), np.stack([load_strip(path / "strips" / f"{c}.jpg", n_frames) for c in clips])
+    with np.load(path / "features.npz") as arrays:
+        return arrays["clips"], arrays["values"]
 
 
-def load_feature_set(features: Path, metadata: Path, needs: tuple[str, ...], faces: Path | None = None) -> FeatureSet:
-    """Clips that have every input in `needs`; the others are listed in `excluded` with the reason."""
+def feature_info(paths: dict[str, Path], names) -> dict[str, dict]:
+    """info.json of every encoder input among `names` (weights used, settings, shape)."""
+    return {name: read_json(Path(paths[name]) / "info.json") for name in names if name != "frames"}
+
+
+def load_feature_set(paths: dict[str, Path], metadata: Path, needs: tuple[str, ...]) -> FeatureSet:
+    """Clips that have every input in `needs` (read from `paths`, input name -> stage output); the others
+    are listed in `excluded` with the reason."""
     meta = read_metadata(metadata).set_index("clip_id")
     unknown = set(needs) - set(INPUTS)
     if unknown:
         raise ParamError(f"model inputs {sorted(unknown)} unknown; available: {', '.join(INPUTS)}")
-    available = {name: _load_input(name, Path(features), faces) for name in needs}
+    absent = [n for n in needs if n not in paths]
+    if absent:
+        raise ParamError(f"the model reads {', '.join(absent)} but its stage was given only "
+                         f"{', '.join(map(str, paths.values()))}: params.yaml `run` is stale, run `avemo profile`")
+    available = {name: _load_input(name, Path(paths[name])) for name in needs}
     index = {name: {c: i for i, c in enumerate(available[name][0])} for name in needs}
     clips, excluded = [], []
     for clip in meta.index:
@@ -104,25 +131,6 @@ def select_gender(data: FeatureSet, gender: str) -> FeatureSet:
     if gender == "all":
         return data
     return data.subset([a for a in np.unique(data.actors) if (a % 2 == 1) == (gender == "male")])
-
-
-def speaker_normalize(data: FeatureSet, raw=("frames", "wave")) -> FeatureSet:
-    """Standardise every feature per actor, with the mean and deviation of that actor's own clips (no
-    labels). Removes speaker identity (face, voice) that does not generalise to unseen actors; needs
-    several clips of a person at test time. Actors never share a split, so no statistic crosses one."""
-    inputs = {}
-    for name, values in data.inputs.items():
-        if name in raw:
-            inputs[name] = values
-            continue
-        axes = (0, 2) if name == "logmel" else tuple(range(values.ndim - 1))
-        out = np.empty_like(values)
-        for actor in np.unique(data.actors):
-            rows = data.actors == actor
-            part = values[rows]
-            out[rows] = (part - part.mean(axis=axes, keepdims=True)) / (part.std(axis=axes, keepdims=True) + 1e-5)
-        inputs[name] = out
-    return FeatureSet(data.clips, data.labels, data.actors, inputs, data.excluded)
 
 
 def check_one_copy_per_take(clips) -> None:
@@ -150,9 +158,3 @@ def split_feature_set(data: FeatureSet, split_cfg: dict) -> dict[str, FeatureSet
     return {name: data.subset(members) for name, members in splits.items()}
 
 
-def metadata_of(metadata: Path) -> pd.DataFrame:
-    return read_metadata(metadata)
-
-
-def feature_info(features: Path) -> dict:
-    return read_json(Path(features) / "info.json")

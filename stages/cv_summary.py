@@ -2,7 +2,7 @@
 import argparse
 from pathlib import Path
 
-from avemo.cv import summarize_dir
+from avemo.cv_summary import summarize_dir
 from avemo.stage import run_stage
 
 
@@ -14,9 +14,9 @@ def main() -> None:
 
     def body():
         s = summarize_dir(args.folds, args.out)
-        print(f"cv {s['model']} ({s['scheme']}, {s['folds']} folds): WA {s['accuracy']['mean']:.4f} "
-              f"± {s['accuracy']['std']:.4f}, UA {s['balanced_accuracy']['mean']:.4f} "
-              f"± {s['balanced_accuracy']['std']:.4f}")
+        one, adapted = s["single_clip"]["accuracy"], s["speaker_adapted"]["accuracy"]
+        print(f"cv {s['model']} ({s['scheme']}, {s['folds']} folds): single clip WA {one['mean']:.4f} ± "
+              f"{one['std']:.4f}, speaker-adapted WA {adapted['mean']:.4f} ± {adapted['std']:.4f}")
 
     run_stage(body)
 

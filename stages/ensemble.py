@@ -1,5 +1,5 @@
-"""Stage: late-fusion ensemble of the models and baselines named in params.yaml `ensemble.candidates`,
-members and weights chosen on the validation actors only, test metrics in the format of `evaluate`."""
+"""Stage ensemble: late fusion of the candidates of params.yaml `run.ensemble` (models and baselines), members
+and weights chosen on the validation actors only, per protocol; test metrics in the format of `evaluate`."""
 import argparse
 from pathlib import Path
 
@@ -14,15 +14,17 @@ def main() -> None:
     parser.add_argument("--metadata", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
     def body():
-        r = run_ensemble(load_params("ensemble", args.params), args.predictions, args.metadata, args.metrics,
-                         args.plots)
-        members = ", ".join(f"{name} {weight:.2f}" for name, weight in r["members"].items())
-        print(f"ensemble ({r['method']}): {members}; val WA {r['val']['accuracy']:.4f}; test WA {r['accuracy']:.4f} "
-              f"UA {r['balanced_accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} on {r['n']} test clips")
+        params = load_params()
+        r = run_ensemble(params["ensemble"], params["run"]["ensemble"]["candidates"], args.predictions,
+                         args.metadata, args.metrics, args.plots)
+        for protocol in ("single_clip", "speaker_adapted"):
+            p = r[protocol]
+            members = ", ".join(f"{name} {weight:.2f}" for name, weight in p["members"].items())
+            print(f"ensemble {protocol} ({r['method']}): {members}; val WA {p['val']['accuracy']:.4f}; "
+                  f"test WA {p['accuracy']:.4f} UA {p['balanced_accuracy']:.4f} on {p['n']} test clips")
 
     run_stage(body)
 

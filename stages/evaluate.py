@@ -1,5 +1,6 @@
-"""Stage 6: test-set metrics, per-class scores and confusion matrix of one trained model, and its per-clip
-class probabilities on the validation and test actors (for the `ensemble` stage)."""
+"""Stage evaluate@MODEL: test metrics of one trained model under both protocols (single clip, speaker
+adapted, the enrolment curve), the single-clip confusion matrix, and its per-clip class probabilities on
+the validation and test actors (for the `ensemble` stage)."""
 import argparse
 from pathlib import Path
 
@@ -18,8 +19,9 @@ def main() -> None:
 
     def body():
         r = evaluate_checkpoint(args.checkpoint, args.metrics, args.plots, predictions=args.predictions)
-        print(f"evaluate {r['model']}: WA {r['accuracy']:.4f} UA {r['balanced_accuracy']:.4f} "
-              f"macro-F1 {r['macro_f1']:.4f} on {r['n']} test clips")
+        one, adapted = r["single_clip"], r["speaker_adapted"]
+        print(f"evaluate {r['model']}: single clip WA {one['accuracy']:.4f} UA {one['balanced_accuracy']:.4f}; "
+              f"speaker-adapted WA {adapted['accuracy']:.4f} on {one['n']} test clips")
 
     run_stage(body)
 

@@ -14,7 +14,7 @@ from avemo.cache import ClipCache
 from avemo.io import as_final, atomic_path, remove_stale_temporaries, write_error
 from avemo.errors import ParamError, StageError
 from avemo.metadata import read_metadata
-from avemo.parallel import map_clips
+from avemo.parallel import map_clips, resolve_workers
 from avemo.stage import per_clip_main, write_final_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def extract(video: Path, wav: Path, rate: int) -> dict:
 
 def run(params: dict, raw: Path, out: Path, cache_dir: Path | None = None) -> dict:
     rate = positive_int(params, "sample_rate")
-    workers = positive_int(params, "workers") if "workers" in params else 2
+    workers = resolve_workers(params.get("workers", 2), "audio.workers")  # threads: ffmpeg runs in subprocesses
     leftovers = remove_stale_temporaries(out.parent, out.name)
     clips = read_metadata(raw / "metadata.csv")["file"].tolist()
     cache = ClipCache(cache_dir, "extract_audio", {"sample_rate": rate}, code=CODE,

@@ -1,4 +1,4 @@
-"""Stage 5: train one model (by name, from params.yaml `models`) on the precomputed features.
+"""Stage train@MODEL: train one model (by name, from params.yaml `models`) on the inputs its stage lists.
 
 `python stages/train.py ...` trains in one process; `torchrun --nproc_per_node N stages/train.py ...`
 (same arguments) trains with DistributedDataParallel over N processes (one GPU each, or gloo on CPU),
@@ -9,18 +9,19 @@ from pathlib import Path
 
 from dvclive import Live
 
+from avemo.config import model_config
 from avemo.io import load_params
 from avemo.stage import run_stage
-from avemo.train import Distributed, train
-from avemo.config import model_config
+from avemo.training import train
+from avemo.training.distributed import Distributed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--inputs", type=Path, nargs="+", required=True,
+                        help="the stage outputs the model reads (data/features/NAME, data/faces)")
     parser.add_argument("--metadata", type=Path, required=True)
-    parser.add_argument("--faces", type=Path, required=True, help="face crops, for models on raw frames")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True, help="dvclive directory")
     parser.add_argument("--rank-report", type=Path, default=None,
@@ -30,8 +31,8 @@ def main() -> None:
     dist = Distributed()
 
     def body():
-        cfg = model_config(load_params(), args.model, features=str(args.features), metadata=str(args.metadata),
-                           faces=str(args.faces), checkpoint=str(args.checkpoint))
+        cfg = model_config(load_params(), args.model, inputs=[str(p) for p in args.inputs],
+                           metadata=str(args.metadata), checkpoint=str(args.checkpoint))
         # Under torchrun only rank 0 logs: the other ranks' numbers are the same or not the ones to keep.
         logger = Live(str(args.live), save_dvc_exp=False, dvcyaml=False) if dist.main else contextlib.nullcontext()
         with logger as live:

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 
 from avemo.video import crop_faces, fill_missing_boxes, load_strip, sample_indices, save_strip
 
 CFG = {"n_frames": 8, "size": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
+MTCNN = {**CFG, "detector": "mtcnn", "detect_size": 480, "track_step": 4, "track_iou": 0.7}
 
 
 def test_sample_indices_are_evenly_spread():
@@ -17,23 +19,26 @@ def test_missing_boxes_take_the_nearest_detection():
     assert fill_missing_boxes([None, None]) == [None, None]
 
 
-def test_faces_are_found_and_cropped_on_the_real_720p_files(hd_dir, tmp_path):
+@pytest.mark.parametrize("cfg", [CFG, MTCNN], ids=["haar-no-detector-key", "mtcnn"])
+def test_faces_are_found_and_cropped_on_the_real_720p_files(hd_dir, tmp_path, cfg):
     for video in sorted(hd_dir.glob("*.mp4"))[:3]:
-        track = crop_faces(video, CFG)
+        track = crop_faces(video, cfg)
         assert track.frame_size == (1280, 720)
         assert track.crops.shape == (8, 112, 112, 3) and track.crops.dtype == np.uint8
         assert track.detection_rate >= 0.75, (video, track.detected)
         x, y, w, h = next(b for b in track.boxes if b is not None)
         assert 150 < w < 600 and 300 < x + w / 2 < 980  # one face, roughly centred, not the whole frame
+        assert all(m is None for m in track.landmarks) if cfg is CFG else all(len(m) == 5 for m in track.landmarks)
         save_strip(track.crops, tmp_path / "s.jpg")
         restored = load_strip(tmp_path / "s.jpg", 8)
         assert restored.shape == track.crops.shape
         assert np.abs(restored.astype(int) - track.crops).mean() < 6
 
 
-def test_video_without_a_face_falls_back_to_centre_crops(ffmpeg, tmp_path):
+@pytest.mark.parametrize("cfg", [CFG, MTCNN], ids=["haar", "mtcnn"])
+def test_video_without_a_face_falls_back_to_centre_crops(ffmpeg, tmp_path, cfg):
     video = tmp_path / "01-01-03-01-01-01-01.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "1", "-pix_fmt", "yuv420p", video)
-    track = crop_faces(video, CFG)
+    track = crop_faces(video, cfg)
     assert track.detection_rate == 0 and track.boxes == [None] * 8
     assert track.crops.shape == (8, 112, 112, 3)

@@ -16,7 +16,7 @@ import torch
 
 from avemo.audio import LogMel, decode_audio, extract_audio, fix_length, load_wav
 from avemo.config import model_config
-from avemo.features import bgr_to_tensor, embed, load_backbone
+from avemo.encoders.imagenet import bgr_to_tensor, embed, load_backbone
 from avemo.ids import EMOTIONS
 from avemo.io import load_params
 from avemo.errors import ParamError, StageError

@@ -1,7 +1,8 @@
 """Models by architecture name. Each takes a dict of input tensors and returns class logits; `encode`
-gives the latent vector that fusion models combine. Inputs: 'video' (frames x D frame embeddings),
-'frames' (frames x H x W x 3 uint8 face crops), 'logmel' (mels x frames), 'wave' (samples),
-'audio_emb' (D spectrogram embedding)."""
+gives the latent vector that fusion models combine. Inputs (avemo.data.INPUTS): per-frame face features
+'imagenet' (frames x D) and 'fer' (frames x 135), 'frames' (frames x H x W x 3 uint8 face crops),
+'logmel' (mels x steps), 'wave' (samples), 'spectrogram' (D, the ImageNet embedding of the log-mel
+image), and speech encoder states 'whisper', 'wav2vec2', 'hubert', 'wavlm' (steps x D)."""
 from __future__ import annotations
 
 from torch import nn
@@ -10,6 +11,7 @@ from ..io import choice
 from .audio import EmbeddingMLP, SpectrogramCNN, WaveCNN
 from .blocks import N_CLASSES
 from .fusion import AVFrameLSTM, ConcatFusion, CrossModalAttentionFusion, SnippetCrossAttention
+from .late import LateFusion
 from .video import FrameCNNSequence, FrameSequence, FrameVoting, Video3D
 
 ARCHITECTURES = {
@@ -25,6 +27,7 @@ ARCHITECTURES = {
     "cross_attention_fusion": CrossModalAttentionFusion,
     "snippet_cross_attention": SnippetCrossAttention,
     "av_frame_lstm": AVFrameLSTM,
+    "late_fusion": LateFusion,
 }
 
 

@@ -1,11 +1,13 @@
-"""Audio models: log-mel and MFCC 2D CNNs, a 1D CNN on the raw waveform, an MLP on spectrogram embeddings."""
+"""Audio models: log-mel and MFCC 2D CNNs, a 1D CNN on the raw waveform, an MLP (or linear classifier) on
+pooled embeddings (spectrogram images, Whisper and other encoders)."""
 from __future__ import annotations
 
 import torch
 import torchaudio
 from torch import nn
 
-from .blocks import Classifier, classifier, conv_stack_2d, mean_max_pool
+from ..io import choice
+from .blocks import POOLINGS, Classifier, SequencePool, classifier, conv_stack_2d, mean_max_pool
 
 
 class SpectrogramCNN(Classifier):
@@ -79,20 +81,30 @@ class WaveCNN(Classifier):
 
 
 class EmbeddingMLP(Classifier):
-    """MLP over one pooled embedding vector, e.g. the ImageNet-backbone embedding of a spectrogram image
-    (ResNet-18 with spatial average pooling in the original design; the backbone is features.backbone)."""
+    """MLP (or, with `hidden: 0`, a linear classifier: multinomial logistic regression) over pooled
+    inputs side by side: vectors as they are (e.g. the ImageNet embedding of a spectrogram image), and
+    sequences pooled over time by `pool` (mean_std, mean or attention; e.g. Whisper encoder states, or
+    per-frame FER2013 / ImageNet face features)."""
 
-    def __init__(self, shapes: dict, input_name: str = "audio_emb", hidden: int = 256, dropout: float = 0.5):
+    def __init__(self, shapes: dict, inputs=("spectrogram",), pool: str = "mean_std", hidden: int = 256,
+                 dropout: float = 0.5):
         super().__init__()
-        self.input_name = input_name
-        self.encoder = nn.Sequential(nn.Dropout(dropout), nn.Linear(shapes[input_name][-1], hidden),
-                                     nn.ReLU(inplace=True))
-        self.head = classifier(hidden, dropout)
-        self.latent_size = hidden
+        self.inputs = tuple(inputs)
+        choice(pool, POOLINGS, "args.pool")
+        self.pools = nn.ModuleDict({name: SequencePool(shapes[name][-1], pool) for name in self.inputs
+                                    if len(shapes[name]) == 2})
+        size = sum(self.pools[name].size if name in self.pools else shapes[name][-1] for name in self.inputs)
+        if hidden:
+            self.encoder = nn.Sequential(nn.Dropout(dropout), nn.Linear(size, hidden), nn.ReLU(inplace=True))
+            self.latent_size = hidden
+        else:
+            self.encoder, self.latent_size = nn.Identity(), size
+        self.head = classifier(self.latent_size, dropout)
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        return (args.get("input_name", "audio_emb"),)
+        return tuple(args.get("inputs", ("spectrogram",)))
 
     def encode(self, batch: dict) -> torch.Tensor:
-        return self.encoder(batch[self.input_name])
+        parts = [self.pools[name](batch[name]) if name in self.pools else batch[name] for name in self.inputs]
+        return self.encoder(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])

@@ -74,3 +74,48 @@ def image_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
         return model.layer4(model.layer3(model.layer2(model.layer1(x))))
     return model.features(x)
+
+
+def joined(batch: dict, names) -> torch.Tensor:
+    """Several per-frame inputs (B, T, d_i) side by side: (B, T, sum d_i)."""
+    return torch.cat([batch[name] for name in names], dim=-1) if len(names) > 1 else batch[names[0]]
+
+
+def joined_shape(shapes: dict, names) -> tuple[int, int]:
+    """(frames, summed feature size) of per-frame inputs that must share their number of frames."""
+    frames = {shapes[name][0] for name in names}
+    if len(frames) != 1:
+        raise ValueError(f"per-frame inputs {list(names)} have different frame counts {sorted(frames)}")
+    return frames.pop(), sum(shapes[name][-1] for name in names)
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling over time: a learned score per step, softmax over steps, weighted mean (B, T, d) -> (B, d)."""
+
+    def __init__(self, dim: int, hidden: int = 128):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x).squeeze(-1), dim=1)
+        return torch.einsum("bt,btd->bd", weights, x)
+
+
+POOLINGS = ("mean_std", "mean", "attention")
+
+
+class SequencePool(nn.Module):
+    """(B, T, d) -> (B, d') by `mean_std` (mean and standard deviation over time, d' = 2d), `mean` or
+    `attention` (AttentionPool plus the standard deviation, d' = 2d); (B, d) vectors pass through."""
+
+    def __init__(self, dim: int, method: str = "mean_std"):
+        super().__init__()
+        self.method = method
+        self.attention = AttentionPool(dim) if method == "attention" else None
+        self.size = dim if method == "mean" else 2 * dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.method == "mean":
+            return x.mean(dim=1)
+        first = self.attention(x) if self.attention is not None else x.mean(dim=1)
+        return torch.cat([first, x.std(dim=1, unbiased=False)], dim=1)

@@ -8,7 +8,8 @@ from torch import nn
 
 from ..io import choice
 from ..errors import ParamError
-from .blocks import ChannelAttention, Classifier, chunked, classifier, image_feature_map, residual_attention
+from .blocks import (ChannelAttention, Classifier, chunked, classifier, image_feature_map, joined, joined_shape,
+                     residual_attention)
 
 
 class ConcatFusion(Classifier):
@@ -71,11 +72,12 @@ class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
 
     def __init__(self, shapes: dict, dim: int = 128, heads: int = 4, dropout: float = 0.3,
                  audio_channels=(32, 64, 128, 128), stem_stride: int = 1, triplet_margin: float = 0.5,
-                 triplet_weight: float = 0.5):
+                 triplet_weight: float = 0.5, video_inputs=("imagenet",)):
         super().__init__()
         from .blocks import conv_stack_2d
 
-        frames, video_dim = shapes["video"]
+        self.video_inputs = tuple(video_inputs)
+        frames, video_dim = joined_shape(shapes, self.video_inputs)
         self.triplet_margin, self.triplet_weight = triplet_margin, triplet_weight
         self.video_channel = ChannelAttention(video_dim)
         self.video_project = nn.Sequential(nn.Dropout(dropout), nn.Linear(video_dim, dim), nn.ReLU(inplace=True))
@@ -85,7 +87,7 @@ class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        return ("video", "logmel")
+        return tuple(args.get("video_inputs", ("imagenet",))) + ("logmel",)
 
     def _video(self, video: torch.Tensor) -> torch.Tensor:
         gated = video * self.video_channel(video.mean(dim=1, keepdim=True))  # channel attention
@@ -97,7 +99,7 @@ class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
         return residual_attention(self.audio_temporal, self.norm, x)
 
     def encode(self, batch: dict) -> torch.Tensor:
-        video = self._video(batch["video"])  # video first: the order of dropout draws of earlier runs
+        video = self._video(joined(batch, self.video_inputs))  # video first: the order of dropout draws of earlier runs
         return self.fuse(self._audio(batch["logmel"]), video)
 
 
@@ -124,7 +126,7 @@ class SnippetCrossAttention(CrossModalFusionMixin, Classifier):
                  dropout: float = 0.3, reduction: int = 16, triplet_margin: float = 0.5, triplet_weight: float = 0.5,
                  checkpoint: bool = False, chunk: int = 32):
         super().__init__()
-        from ..features import load_backbone
+        from ..encoders.imagenet import load_backbone
         from .video import snippet_indices, video_resnet
 
         audio = {"backbone": "resnet18", "weights": None, **(audio or {})}
@@ -190,7 +192,7 @@ def frame_slice_weights(n_frames: int, steps: int, clip_s: float, offset_s: floa
 
 
 class AVFrameLSTM(Classifier):
-    """Per-frame audio-visual model: each face frame's embedding ('video', features.backbone) is paired
+    """Per-frame audio-visual model: each face frame's features (`video_inputs`, ImageNet embeddings by default) is paired
     with the log-mel slice heard around that frame; (bi)LSTM over the frames, mean, classifier.
 
     Audio per frame: a small 1D CNN over the whole log-mel (mel bands as channels, time resolution
@@ -205,9 +207,10 @@ class AVFrameLSTM(Classifier):
 
     def __init__(self, shapes: dict, clip_s: float = 3.7, audio_offset_s: float = 0.5, audio_duration_s: float = 3.0,
                  audio_channels: int = 64, frame_hidden: int = 128, hidden: int = 128, temporal: str = "bilstm",
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, video_inputs=("imagenet",)):
         super().__init__()
-        n_frames, video_dim = shapes["video"]
+        self.video_inputs = tuple(video_inputs)
+        n_frames, video_dim = joined_shape(shapes, self.video_inputs)
         mels, steps = shapes["logmel"]
         self.temporal = choice(temporal, ("lstm", "bilstm"), "args.temporal")
         weights = frame_slice_weights(n_frames, steps, clip_s, audio_offset_s, audio_duration_s)
@@ -229,7 +232,7 @@ class AVFrameLSTM(Classifier):
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        return ("video", "logmel")
+        return tuple(args.get("video_inputs", ("imagenet",))) + ("logmel",)
 
     def frame_audio(self, logmel: torch.Tensor) -> torch.Tensor:
         """(B, mels, T) -> (B, n_frames, 2C): mean and max of the CNN features over each frame's slice."""
@@ -243,5 +246,5 @@ class AVFrameLSTM(Classifier):
         return torch.where(heard[None, :, None], pooled, self.no_audio.to(pooled.dtype).expand_as(pooled))
 
     def encode(self, batch: dict) -> torch.Tensor:
-        x = torch.cat([self.video_project(batch["video"]), self.frame_audio(batch["logmel"])], dim=2)
+        x = torch.cat([self.video_project(joined(batch, self.video_inputs)), self.frame_audio(batch["logmel"])], dim=2)
         return self.sequence(self.dropout(x))[0].mean(dim=1)

@@ -10,23 +10,25 @@ from torch import nn
 from torchvision.models.video.resnet import BasicBlock, BasicStem, Bottleneck, Conv3DSimple, VideoResNet
 
 from ..aggregate import AGGREGATIONS
-from ..features import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+from ..encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 from ..io import choice
 from ..errors import ParamError, StageError
 from ..video import sample_indices
-from .blocks import N_CLASSES, Classifier, chunked, classifier
+from .blocks import N_CLASSES, Classifier, chunked, classifier, joined, joined_shape
 
 KINETICS_MEAN = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 3, 1, 1, 1)
 KINETICS_STD = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 3, 1, 1, 1)
 
 
 class FrameSequence(Classifier):
-    """Per-frame embeddings (frames x D) -> projection -> LSTM or Transformer encoder -> mean over time."""
+    """Per-frame features (frames x D; several per-frame inputs side by side, e.g. FER2013 expression
+    features and ImageNet embeddings) -> projection -> LSTM or Transformer encoder -> mean over time."""
 
-    def __init__(self, shapes: dict, temporal: str = "lstm", hidden: int = 128, layers: int = 1,
-                 heads: int = 4, dropout: float = 0.3, bidirectional: bool = True):
+    def __init__(self, shapes: dict, inputs=("imagenet",), temporal: str = "lstm", hidden: int = 128,
+                 layers: int = 1, heads: int = 4, dropout: float = 0.3, bidirectional: bool = True):
         super().__init__()
-        frames, dim = shapes["video"]
+        self.inputs = tuple(inputs)
+        frames, dim = joined_shape(shapes, self.inputs)
         self.temporal = choice(temporal, ("lstm", "transformer"), "args.temporal")
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(inplace=True))
         if temporal == "lstm":
@@ -41,10 +43,10 @@ class FrameSequence(Classifier):
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        return ("video",)
+        return tuple(args.get("inputs", ("imagenet",)))
 
     def sequence_features(self, batch: dict) -> torch.Tensor:
-        x = self.project(batch["video"])
+        x = self.project(joined(batch, self.inputs))
         if self.temporal == "lstm":
             return self.sequence(x)[0]
         return self.sequence(x + self.position[:, :x.shape[1]])
@@ -58,19 +60,21 @@ class FrameVoting(Classifier):
     frame with the clip's label; the clip decision aggregates frames by probability sum or majority
     vote with the probability sum breaking ties."""
 
-    def __init__(self, shapes: dict, hidden: int = 256, dropout: float = 0.5, aggregation: str = "vote"):
+    def __init__(self, shapes: dict, inputs=("imagenet",), hidden: int = 256, dropout: float = 0.5,
+                 aggregation: str = "vote"):
         super().__init__()
+        self.inputs = tuple(inputs)
         self.aggregation = choice(aggregation, AGGREGATIONS, "args.aggregation")
-        self.frame_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(shapes["video"][-1], hidden),
+        self.frame_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(joined_shape(shapes, self.inputs)[1], hidden),
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, N_CLASSES))
         self.latent_size = N_CLASSES
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        return ("video",)
+        return tuple(args.get("inputs", ("imagenet",)))
 
     def frame_logits(self, batch: dict) -> torch.Tensor:
-        return self.frame_head(batch["video"])  # (B, T, classes)
+        return self.frame_head(joined(batch, self.inputs))  # (B, T, classes)
 
     def loss(self, batch: dict, labels: torch.Tensor, loss_fn) -> torch.Tensor:
         logits = self.frame_logits(batch)
@@ -104,7 +108,7 @@ class FrameCNNSequence(Classifier):
     resnet50, mobilenet_v2...) embeds every frame, an LSTM or bidirectional LSTM runs over the frame
     vectors, mean over time, classifier. The designs: ResNet-18 + LSTM, ResNet-50 + BiLSTM. `weights`
     is a torchvision weights name (downloaded through torchvision; where that is impossible the error
-    names the file to put in the torch cache, see avemo.features.load_backbone) or null for random init.
+    names the file to put in the torch cache, see avemo.encoders.imagenet.load_backbone) or null for random init.
     `freeze_backbone` trains the temporal model and head only (the backbone stays in evaluation mode)."""
 
     def __init__(self, shapes: dict, backbone: str = "resnet18", weights: str | None = None, temporal: str = "lstm",

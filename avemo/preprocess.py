@@ -1,0 +1,53 @@
+"""The one per-clip preprocessing path, from a clip's face crops and audio to the model inputs, called by
+the encode stages for every clip of the data set and by `predict` for a new video: never a second copy.
+
+Video: the faces stage's crops as stored (a JPEG strip, read back) -> each video encoder -> per-frame
+features. Audio: the 16-bit mono wav of extract_audio -> the fixed window (audio.offset_s,
+audio.duration_s, zero-padded) -> each audio encoder. Every encoder output is stored as float16, so the
+inputs a model sees are float16-rounded, in training and in predict alike."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .audio import fix_length
+from .encoders.registry import Encoder
+from .video import load_strip, save_strip
+
+STORED_DTYPE = np.float16
+
+
+def stored(values: np.ndarray) -> np.ndarray:
+    """An encoder output as the encode stages store it and models read it back."""
+    return np.asarray(values).astype(STORED_DTYPE).astype(np.float32)
+
+
+def audio_window(samples: np.ndarray, audio_cfg: dict) -> np.ndarray:
+    """The pipeline's fixed window: `duration_s` from `offset_s`, zero-padded at the end."""
+    rate = audio_cfg["sample_rate"]
+    return fix_length(np.asarray(samples, dtype=np.float32), int(round(audio_cfg["duration_s"] * rate)),
+                      int(round(audio_cfg["offset_s"] * rate)))
+
+
+def strip_round_trip(crops: np.ndarray) -> np.ndarray:
+    """The crops as the faces stage stores them (JPEG strip) and the encode stages read them back."""
+    with tempfile.TemporaryDirectory(prefix="avemo-strip-") as tmp:
+        path = Path(tmp) / "strip.jpg"
+        save_strip(crops, path)
+        return load_strip(path, len(crops))
+
+
+def face_inputs(crops: np.ndarray, encoders: dict[str, Encoder], with_frames: bool = False) -> dict[str, np.ndarray]:
+    """Stored face crops (n, s, s, 3) uint8 BGR -> every video encoder's per-frame features (n, d), and the
+    crops themselves as input 'frames' when asked."""
+    out = {name: stored(encoder.encode(crops)) for name, encoder in encoders.items()}
+    if with_frames:
+        out["frames"] = crops
+    return out
+
+
+def audio_inputs(window: np.ndarray, encoders: dict[str, Encoder]) -> dict[str, np.ndarray]:
+    """The audio window -> every audio encoder's output."""
+    return {name: stored(encoder.encode(window)) for name, encoder in encoders.items()}
