@@ -92,8 +92,13 @@ def _load_input(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def feature_info(paths: dict[str, Path], names) -> dict[str, dict]:
-    """info.json of every encoder input among `names` (weights used, settings, shape)."""
-    return {name: read_json(Path(paths[name]) / "info.json") for name in names if name != "frames"}
+    """What made each input among `names`: an encoder's info.json (weights used, settings, shape, the faces
+    stage's settings for video encoders); for the face crops, the faces stage's settings."""
+    def info(name):
+        if name == "frames":
+            return {"input": "frames", "weights": "none", "faces": read_json(Path(paths[name]) / "report.json")["config"]}
+        return read_json(Path(paths[name]) / "info.json")
+    return {name: info(name) for name in names}
 
 
 def load_feature_set(paths: dict[str, Path], metadata: Path, needs: tuple[str, ...]) -> FeatureSet:

@@ -36,7 +36,7 @@ def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dic
     result = {**protocol_report(cfg["model"], test.clips, test.labels, probs, Path(cfg["metadata"])),
               "modality": modality(inputs), "inputs": list(inputs),
               "best_epoch": state["epoch"], "normalization": state["normalization"]["mode"],
-              "weights": {name: info["weights"] for name, info in state["feature_info"].items()},
+              "weights": {name: info["weights"] for name, info in state["feature_info"].items() if name != "frames"},
               "test_actors": sorted(set(int(a) for a in test.actors)), **(extra or {})}
     write_json(metrics, result)
     single = result["single_clip"]

@@ -162,6 +162,21 @@ class ProtocolNormalizer:
         rng = np.random.default_rng(seed)
         return self._with_weights(inputs, others_matrix(np.asarray(actors), k, rng))
 
+    def with_enrolment(self, inputs: dict[str, np.ndarray], enrolment: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Clips of one person standardised with the statistics of that person's k enrolment clips
+        (`enrolment`, the same inputs stacked), shrunk towards the training statistics as speaker_adapted is."""
+        out = {}
+        for name, values in inputs.items():
+            if name not in self.prior:
+                out[name] = values
+                continue
+            moments = Moments.of(name, enrolment[name])
+            clips, mean, var = moments.select(np.ones((1, len(moments.count))))
+            mean, std = shrink(clips, mean, var, self.prior[name], self.prior_clips)
+            n = len(values)
+            out[name] = self._apply(name, values, np.repeat(mean, n, axis=0), np.repeat(std, n, axis=0))
+        return out
+
     def training_view(self, inputs: dict[str, np.ndarray], actors: np.ndarray, mode: str,
                       rng: np.random.Generator, sizes=(0,) + ENROLMENT_SIZES + (None,)) -> dict[str, np.ndarray]:
         """The training clips as the model sees them in one epoch under training mode `mode`."""

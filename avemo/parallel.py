@@ -14,8 +14,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from typing import TypeVar
 
 from tqdm import tqdm
 

@@ -17,7 +17,7 @@ from .faces.detect import (DETECT_MAX_SIDE, DETECTORS, Box, Face, detect_face, d
                            detect_near)
 from .faces.track import fill_missing_boxes, fill_nearest, track_faces
 
-__all__ = ["Box", "DETECTORS", "DETECT_MAX_SIDE", "Face", "FaceTrack", "crop_faces", "detect_face", "detect_faces",
+__all__ = ["DETECTORS", "DETECT_MAX_SIDE", "Box", "Face", "FaceTrack", "crop_faces", "detect_face", "detect_faces",
            "detect_largest_face", "face_track", "fill_missing_boxes", "load_strip", "sample_frames",
            "sample_indices", "save_strip", "square_crop"]
 

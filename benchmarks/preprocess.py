@@ -11,20 +11,22 @@ temporary folder), each measurement in a fresh Python process:
   decode:<method>       frame sampling alone (avemo.faces.decode.METHODS: sampled = PyAV skipping unneeded
                         non-reference frames, all = PyAV decoding every frame, opencv = the former grab()
                         path, seek = keyframe seeking), one process, FFmpeg's own threads or one thread
-  features:<encoder>    the features stage's cost per clip of each face-crop encoder (ENCODERS) on the
-                        16 crops the faces run wrote
+  features:<encoder>    the features stage's cost per clip of each encoder (avemo.encoders.registry,
+                        --encoders): video encoders on the 16 crops the faces run wrote, audio encoders
+                        (whisper...) on the clip's audio window
 with 1 and 2 workers. Speed is read as ratios within the run (stage clips/s / bare-decode clips/s of
 the same files measured just before), since this kind of machine is shared and its absolute speed
 drifts. Faces clips/s are over the processing window (first clip start to last clip end): the
-one-off start of the worker pool and of torch is reported apart (`startup_s`). Memory: the peak RSS
-summed over the measuring process and all its descendants (workers, ffmpeg), sampled every 50 ms.
+one-off start of the worker pool and of torch is reported apart (`startup_s`). Memory: the peak of the
+summed PSS of the measuring process and all its descendants (workers, ffmpeg), sampled every 0.2 s.
 
 Detection quality, from the same runs: per clip the share of sampled frames with a face, and the box
 stability (mean IoU of consecutive sampled frames' boxes); agreement with the detect-every-frame run;
 crop steadiness (mean absolute difference of consecutive crops, 0-255) with and without `align`.
 
   python benchmarks/preprocess.py                                   # defaults, writes the JSON
-  python benchmarks/preprocess.py --actors 1 --workers 1 --skip-features --json /tmp/p.json
+  python benchmarks/preprocess.py --actors 1 --workers 1 --encoders --json /tmp/p.json
+  python benchmarks/preprocess.py --no-hd --configs mtcnn haar --encoders fer imagenet whisper
 """
 from __future__ import annotations
 
@@ -50,24 +52,14 @@ CONFIGS = {
 }
 
 
-def _fer():
-    from avemo.encoders.fer import fer_features, load_fer
+def load_encoder(name: str, params: dict):
+    """One encoder of the features stage by name (avemo.encoders.registry), as f(input) for one clip:
+    video encoders take the clip's face crops, audio encoders its audio window."""
+    from avemo.encoders.registry import load_encoder as load
+    from avemo.encoders.registry import modality_of
 
-    model, _ = load_fer()
-    return lambda crops: fer_features(model, crops, zoom=0.8)
-
-
-def _mobilenet():
-    from avemo.features import bgr_to_tensor, embed, load_backbone
-
-    model, _, _ = load_backbone("mobilenet_v2", "IMAGENET1K_V1")
-    return lambda crops: embed(model, bgr_to_tensor(crops))
-
-
-# Face-crop encoders of the features stage: name -> loader returning f(crops (n, size, size, 3) BGR).
-# An audio encoder (e.g. Whisper, avemo/encoders/whisper.py) takes the clip's wav window instead: add a
-# loader here returning f(crops) that reads the clip's audio, or a sibling registry for audio inputs.
-ENCODERS = {"fer_mini_xception": _fer, "mobilenet_v2_imagenet": _mobilenet}
+    section = params["features"][modality_of(name)]
+    return load(name, section[name], params["audio"]["sample_rate"], section.get("logmel"))
 
 
 def shared_dir() -> Path:
@@ -75,9 +67,11 @@ def shared_dir() -> Path:
 
 
 class PeakMemory:
-    """Peak RSS (MiB) of this process plus all its descendants, sampled in a thread."""
+    """Peak memory (MiB) of this process and all its descendants (workers, ffmpeg), sampled in a thread:
+    the sum of their proportional set sizes (shared pages such as torch's libraries counted once over
+    the processes that share them), and the largest single process's resident set."""
 
-    def __init__(self, every: float = 0.05):
+    def __init__(self, every: float = 0.2):
         import psutil
 
         self.process, self.every, self.peak, self.largest = psutil.Process(), every, 0.0, 0.0
@@ -91,10 +85,10 @@ class PeakMemory:
             total, largest = 0, 0
             for proc in [self.process] + self.process.children(recursive=True):
                 try:
-                    rss = proc.memory_info().rss
+                    info = proc.memory_full_info()
                 except psutil.Error:
                     continue
-                total, largest = total + rss, max(largest, rss)
+                total, largest = total + getattr(info, "pss", info.rss), max(largest, info.rss)
             self.peak, self.largest = max(self.peak, total / 2**20), max(self.largest, largest / 2**20)
             self._stop.wait(self.every)
 
@@ -130,7 +124,7 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
         start = time.perf_counter()
         if kind.startswith("ffmpeg"):
             drop = "-vn" if kind == "ffmpeg-audio" else "-an"
-            command = lambda clip: [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(clip), drop, "-f", "null", "-"]  # noqa: E731
+            command = lambda clip: [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(clip), drop, "-f", "null", "-"]
             results = map_clips(lambda c: subprocess.run(command(c), capture_output=True).returncode, clips,
                                 workers, kind)
             extra["statuses"] = {"ok": results.count(0), "failed": len(results) - results.count(0)}
@@ -154,14 +148,27 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
             samples = [METHODS[method](c, params["faces"]["n_frames"], int(threads)) for c in clips]
             extra["decoded_frames_per_clip"] = sum(s.decoded for s in samples) / len(samples)
         elif kind.startswith("features:"):
-            from avemo.video import load_strip
-
-            encode = ENCODERS[kind.split(":", 1)[1]]()  # `clips` are the strips a faces run wrote
-            start = time.perf_counter()  # per-clip cost, the model loaded
-            for strip in clips:
-                encode(load_strip(strip, params["faces"]["n_frames"]))
             import torch
 
+            from avemo.encoders.registry import modality_of
+
+            _, name, threads = kind.split(":")
+            if int(threads) > 0:
+                torch.set_num_threads(int(threads))
+            encode = load_encoder(name, params).encode
+            if modality_of(name) == "video":  # `clips` are the strips of a faces run
+                from avemo.video import load_strip
+
+                inputs = [load_strip(c, params["faces"]["n_frames"]) for c in clips]
+            else:  # `clips` are videos: their audio window
+                from avemo.audio import decode_audio
+                from avemo.preprocess import audio_window
+
+                inputs = [audio_window(decode_audio(c, params["audio"]["sample_rate"]), params["audio"])
+                          for c in clips]
+            start = time.perf_counter()  # per-clip cost, the model loaded and the inputs read
+            for item in inputs:
+                encode(item)
             extra["torch_threads"] = torch.get_num_threads()
         seconds = time.perf_counter() - start
     return {"kind": kind, "workers": workers, "clips": len(clips), "seconds": seconds,
@@ -293,11 +300,15 @@ def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scrat
             entry["ratio_to_ffmpeg"] = round(entry["clips_per_s"] / base["clips_per_s"], 3)
     features = {}
     first = faces_runs.get(("mtcnn", args.workers[0]))
-    if not args.skip_features and first is not None:
+    if first is not None:
+        from avemo.encoders.registry import modality_of
+
         strips = sorted((scratch / name / "faces_mtcnn" / str(args.workers[0]) / "strips").glob("*.jpg"))
-        for encoder in ENCODERS:
-            row = one(f"features:{encoder}", strips, 1)
-            features[encoder] = {"ms_per_clip": round(1000 / row["clips_per_s"], 1), "torch_threads": row["torch_threads"]}
+        for encoder in args.encoders:
+            for threads in (0, 1):  # torch's default (one per core), and one thread
+                row = one(f"features:{encoder}:{threads}", strips if modality_of(encoder) == "video" else audio_clips, 1)
+                features[f"{encoder}, {row['torch_threads']} torch thread(s)"] = {
+                    "ms_per_clip": round(1000 / row["clips_per_s"], 1), "torch_threads": row["torch_threads"]}
     quality_out = {}
     for config in args.configs:
         runs = [faces_runs[(config, w)] for w in args.workers]
@@ -325,7 +336,7 @@ def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scrat
 
 
 def tables(report: dict) -> str:
-    lines = ["| clips | step | workers | n | clips/s | ffmpeg bare decode clips/s | ratio | start-up s | peak RSS MiB |",
+    lines = ["| clips | step | workers | n | clips/s | ffmpeg bare decode clips/s | ratio | start-up s | peak memory MiB (PSS) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, result in report["sets"].items():
         for row in result["rows"]:
@@ -349,7 +360,7 @@ def tables(report: dict) -> str:
         for method, d in result["decode"].items():
             lines.append(f"| {name} | {method} | {d['clips_per_s']} | {d['ratio_to_ffmpeg']} | "
                          f"{d['decoded_frames_per_clip']:.1f} |")
-    lines += ["", "| clips | encoder | ms per clip (16 crops) |", "|---|---|---|"]
+    lines += ["", "| clips | encoder | ms per clip (16 crops, or the audio window) |", "|---|---|---|"]
     for name, result in report["sets"].items():
         for encoder, f in result["features_ms_per_clip"].items():
             lines.append(f"| {name} | {encoder} | {f['ms_per_clip']} |")
@@ -370,7 +381,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--skip-audio", action="store_true")
     parser.add_argument("--skip-decode", action="store_true")
-    parser.add_argument("--skip-features", action="store_true")
+    parser.add_argument("--encoders", nargs="*", default=["fer", "imagenet"],
+                        help="features-stage encoders to time per clip (params.yaml features.video/audio names, "
+                             "e.g. fer imagenet whisper logmel; none: skip)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"figures (default: {DEFAULT_JSON})")
     parser.add_argument("--_measure", help=argparse.SUPPRESS)

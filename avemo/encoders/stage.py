@@ -22,11 +22,12 @@ from .registry import code_files, load_encoder, modality_of
 
 
 def _sources(modality: str, source: Path) -> tuple[dict[str, Path], dict]:
-    """Clip -> input file (face strip or wav), and the settings of that input that the outputs depend on."""
+    """Clip -> input file (face strip or wav), and the settings of that input that the outputs depend on
+    (video: the faces stage's, which `predict` repeats on a new video)."""
     if modality == "video":
-        report = read_json(source / "report.json")
+        faces = read_json(source / "report.json")["config"]
         clips = sorted(read_json(source / "tracks.json"))
-        return {c: source / "strips" / f"{c}.jpg" for c in clips}, {"n_frames": report["config"]["n_frames"]}
+        return {c: source / "strips" / f"{c}.jpg" for c in clips}, {"faces": faces}
     wavs = sorted((source / "wav").glob("*.wav"))
     return {w.stem: w for w in wavs}, {}
 
@@ -52,14 +53,15 @@ def run_encode(name: str, features: dict, audio: dict, source: Path, out: Path, 
     if not files:
         raise StageError(f"{source}: no clips to encode (run the {'faces' if modality == 'video' else 'extract_audio'} stage)")
     leftovers = remove_stale_temporaries(out.parent, out.name)
-    cache = ClipCache(cache_dir, f"encode_{name}", {**encoder.config, **window, **context},
+    cache = ClipCache(cache_dir, f"encode_{name}", {**encoder.config, **window,
+                                                     "n_frames": context.get("faces", {}).get("n_frames")},
                       code=code_files(name) + [Path(__file__).resolve().parent.parent / "preprocess.py"],
                       extra={"torch": torch.__version__, "weights": encoder.weights})
 
     def compute(clip: str, target: Path) -> dict:
         try:
             if modality == "video":
-                values = face_inputs(load_strip(files[clip], context["n_frames"]), {name: encoder})[name]
+                values = face_inputs(load_strip(files[clip], context["faces"]["n_frames"]), {name: encoder})[name]
             else:
                 values = audio_inputs(audio_window(load_wav(files[clip], audio["sample_rate"]), audio), {name: encoder})[name]
         except (VideoError, RuntimeError, OSError, ValueError) as err:

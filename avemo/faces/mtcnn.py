@@ -98,7 +98,7 @@ class MTCNN(nn.Module):
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
 
     @classmethod
-    def pretrained(cls) -> "MTCNN":
+    def pretrained(cls) -> MTCNN:
         model = cls()
         for net, path in weight_paths().items():
             getattr(model, net).load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

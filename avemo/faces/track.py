@@ -10,7 +10,7 @@ face, is detected in full. So a head that turns away and back between two anchor
 (interpolating alone cut such faces in half). k = 1 detects every sampled frame in full."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -21,7 +21,8 @@ from ..stage import run_stage
 from .annotate import annotate_video, clip_annotations, count_frames
 from .clip import predict_clip
 from .inputs import check_input
-from .loading import default_models_dir, default_params, load_predictor
+from .enrol import build_enrolment
+from .loading import default_models_dir, load_predictor
 from .output import format_table, write_rows
 from .predictor import Predictor
 from .sources import file_seconds
@@ -40,9 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path,
                         help="where --model NAME is looked up (default: $AVEMO_MODELS, else models/ of the avemo "
                              "project in the current directory, else of the repository avemo is installed from)")
-    parser.add_argument("--params", type=Path,
-                        help="params.yaml used when a checkpoint does not record its preprocessing (default: "
-                             "that of the project in the current directory, else of the installed repository)")
+    parser.add_argument("--enroll", nargs="+", metavar="CLIP_OR_DIR",
+                        help="other clips of the same person (files or directories): their statistics adapt the "
+                             "model to this person (speaker_adapted protocol); default: one clip, single_clip")
+    parser.add_argument("--adapt", action="store_true",
+                        help="stream mode: standardise each window with the running statistics of the windows "
+                             "before it (the person's own, growing as the stream goes on)")
     parser.add_argument("--audio-fallback", metavar="MODEL", help="audio model used when no face is found")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write the video with box and label")
@@ -63,7 +67,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "make PyTorch's spinning workers 10-100x slower)")
     args = parser.parse_args(argv)
     args.models_dir = default_models_dir() if args.models_dir is None else args.models_dir
-    args.params = default_params() if args.params is None else args.params
     return args
 
 
@@ -81,22 +84,28 @@ def choose_mode(args: argparse.Namespace, live: bool) -> str:
     return args.mode
 
 
-def run_clip(args: argparse.Namespace, predictor: Predictor, fallback: Predictor | None) -> dict:
-    result = predict_clip(args.input, predictor, fallback, args.models_dir)
+def run_clip(args: argparse.Namespace, predictor: Predictor, fallback: Predictor | None, enrolment) -> dict:
+    result = predict_clip(args.input, predictor, fallback, args.models_dir, enrolment)
     out = result.as_dict()
+    if enrolment is not None:
+        out["enrolment"] = enrolment.summary()
     if args.annotate:
         labels, boxes = clip_annotations(result, count_frames(Path(args.input)))
         out["annotated"] = annotate_video(args.input, args.annotate, labels, boxes, result.classes)
     return out
 
 
-def run_stream_mode(args: argparse.Namespace, predictor: Predictor, fallback: Predictor | None, live: bool) -> dict:
+def run_stream_mode(args: argparse.Namespace, predictor: Predictor, fallback: Predictor | None, live: bool,
+                    enrolment) -> dict:
     printer = None if args.json else (lambda w: print(w.line(), flush=True))
     result = run_stream(args.input, predictor, window_s=args.window, hop_s=args.hop, fallback=fallback,
                         live=live, detect=bool(args.annotate) or None, on_window=printer,
-                        max_seconds=args.max_seconds, models_dir=args.models_dir)
+                        max_seconds=args.max_seconds, models_dir=args.models_dir, enrolment=enrolment,
+                        adapt=args.adapt)
     frames = frame_rows(result)
     out = summary(result, frames, args.aggregate)
+    if enrolment is not None:
+        out["enrolment"] = enrolment.summary()
     if args.timeline:
         write_rows(args.timeline, [w.row(result.classes) for w in result.windows])
     if args.per_frame:
@@ -114,14 +123,18 @@ def run(args: argparse.Namespace) -> dict:
             raise StageError(f"--annotate needs a video file: {args.input} is live input, which is not stored")
     else:
         check_input(args.input)
-    predictor = load_predictor(args.model, args.models_dir, args.params)
-    fallback = load_predictor(args.audio_fallback, args.models_dir, args.params) if args.audio_fallback else None
+    predictor = load_predictor(args.model, args.models_dir)
+    fallback = load_predictor(args.audio_fallback, args.models_dir) if args.audio_fallback else None
     if fallback is not None and fallback.kind != "audio":
         raise StageError(f"--audio-fallback {args.audio_fallback}: '{fallback.name}' is {fallback.described}; "
                          "the fallback must use audio only")
-    if choose_mode(args, live) == "clip":
-        return run_clip(args, predictor, fallback)
-    return run_stream_mode(args, predictor, fallback, live)
+    mode = choose_mode(args, live)
+    if args.adapt and mode != "stream":
+        raise StageError("--adapt accumulates statistics over a stream's windows: it needs --mode stream")
+    enrolment = build_enrolment(args.enroll, predictor, None if live else Path(args.input)) if args.enroll else None
+    if mode == "clip":
+        return run_clip(args, predictor, fallback, enrolment)
+    return run_stream_mode(args, predictor, fallback, live, enrolment)
 
 
 def main(argv=None) -> None:

@@ -31,6 +31,7 @@ class ClipResult:
     inputs: dict = field(default_factory=dict, repr=False)  # the model's unbatched input arrays
     seconds: float = 0.0
     preprocessing_from: str = ""
+    protocol: str = "single_clip"  # speaker_adapted with --enroll
 
     @property
     def label(self) -> str:
@@ -40,7 +41,8 @@ class ClipResult:
         return {"input": self.input, "mode": "clip", "model": self.model, "used_model": self.used_model,
                 "fallback": self.used_model != self.model, "inputs": self.kind, "label": self.label,
                 "confidence": round(float(np.max(self.probs)), 4),
-                "probabilities": probability_dict(self.probs, self.classes), "face": self.face, "audio": self.audio,
+                "probabilities": probability_dict(self.probs, self.classes), "protocol": self.protocol,
+                "face": self.face, "audio": self.audio,
                 "notes": self.notes, "preprocessing_from": self.preprocessing_from,
                 "seconds": round(self.seconds, 3)}
 
@@ -85,11 +87,9 @@ def face_summary(track: FaceTrack) -> dict:
             "fps": round(track.fps, 3)}
 
 
-def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | None = None,
-                 models_dir: str | Path | None = None) -> ClipResult:
-    """One prediction for the whole file with the pipeline's clip preprocessing; `models_dir` (default:
-    loading.default_models_dir()) is only searched for models to suggest in an error."""
-    start, path = time.perf_counter(), check_input(path)
+def clip_inputs(path: Path, predictor: Predictor, fallback: Predictor | None = None, models_dir=None):
+    """A file's model inputs by the pipeline's clip preprocessing: (inputs, the model they are for, the face
+    track or None, the audio track or None, notes)."""
     used, track, audio, notes = predictor, None, None, []
     if predictor.uses_video:
         track, used, audio, notes = video_or_fallback(path, predictor, fallback, models_dir)
@@ -103,8 +103,28 @@ def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | N
         inputs.update(used.audio_inputs(clip_audio(audio.samples, used.prep["audio"])))
     if used.uses_video:
         inputs.update(used.video_inputs(track.crops))
+    return inputs, used, track, audio, notes
+
+
+def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | None = None,
+                 models_dir: str | Path | None = None, enrolment=None) -> ClipResult:
+    """One prediction for the whole file with the pipeline's clip preprocessing; `models_dir` (default:
+    loading.default_models_dir()) is only searched for models to suggest in an error. Without `enrolment`
+    the single_clip protocol; with it (avemo.predict.enrol.Enrolment of other clips of the same person),
+    speaker_adapted."""
+    start, path = time.perf_counter(), check_input(path)
+    inputs, used, track, audio, notes = clip_inputs(path, predictor, fallback, models_dir)
+    stats = None
+    if enrolment is not None and used is predictor:
+        stats = enrolment.inputs
+        notes.append(f"speaker adapted: statistics of {enrolment.count} enrolment clip(s) of this person")
+    elif enrolment is not None:
+        notes.append("enrolment not applied: the audio fallback model predicted (single clip)")
     detections = ({i: b for i, b, d in zip(track.frame_indices, track.boxes, track.detected) if d}
                   if track is not None else {})
-    return ClipResult(str(path), predictor.name, used.name, used.kind, used.probabilities(inputs), used.classes,
-                      face_summary(track) if track is not None else None, audio.summary() if audio else None,
-                      notes, detections, inputs, time.perf_counter() - start, used.prep_source)
+    result = ClipResult(str(path), predictor.name, used.name, used.kind, used.probabilities(inputs, stats),
+                        used.classes, face_summary(track) if track is not None else None,
+                        audio.summary() if audio else None, notes, detections, inputs,
+                        time.perf_counter() - start, used.prep_source)
+    result.protocol = "speaker_adapted" if stats else "single_clip"
+    return result

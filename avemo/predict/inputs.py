@@ -1,5 +1,5 @@
 """Reading an input file the way the stages do: the file check, the audio track (extract_audio's own rules),
-the face crops (crop_faces), the pipeline's fixed audio window and the faces stage's JPEG strip round trip."""
+the face crops (crop_faces) and the pipeline's fixed audio window."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import extract_audio, fix_length, load_wav
+from ..audio import extract_audio, load_wav
 from ..errors import StageError, VideoError
-from ..video import FaceTrack, crop_faces, load_strip, save_strip
+from ..preprocess import audio_window
+from ..video import FaceTrack, crop_faces
 
 
 @dataclass
@@ -65,13 +66,4 @@ def read_faces(path: Path, faces_cfg: dict) -> tuple[FaceTrack | None, str]:
 
 def clip_audio(samples: np.ndarray, audio_cfg: dict) -> np.ndarray:
     """The pipeline's fixed window: `duration_s` from `offset_s`, zero-padded."""
-    rate = audio_cfg["sample_rate"]
-    return fix_length(samples, int(audio_cfg["duration_s"] * rate), int(audio_cfg["offset_s"] * rate))
-
-
-def strip_round_trip(crops: np.ndarray) -> np.ndarray:
-    """The features stage embeds the crops read back from the faces stage's JPEG strip: do the same."""
-    with tempfile.TemporaryDirectory(prefix="avemo-strip-") as tmp:
-        path = Path(tmp) / "strip.jpg"
-        save_strip(crops, path)
-        return load_strip(path, len(crops))
+    return audio_window(samples, audio_cfg)

@@ -3,15 +3,13 @@ checkpoint path, the preprocessing it was trained with (checked against its inpu
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import torch
 
 from ..errors import StageError
-from ..io import load_params
 from ..models import model_inputs
-from ..train import load_checkpoint
+from ..training import load_checkpoint
 from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
 
 # The repository the package is installed from (an editable install runs avemo/ from the repository root).
@@ -27,11 +25,6 @@ def project_dir() -> Path:
 def default_models_dir() -> Path:
     """$AVEMO_MODELS if set, else the models/ of project_dir()."""
     return Path(os.environ["AVEMO_MODELS"]) if os.environ.get("AVEMO_MODELS") else project_dir() / "models"
-
-
-def default_params() -> Path:
-    """params.yaml of project_dir(): read only for checkpoints that do not record their preprocessing."""
-    return project_dir() / "params.yaml"
 
 
 def models_dir_or_default(models_dir: str | Path | None) -> Path:
@@ -71,58 +64,37 @@ def read_checkpoint(path: Path):
         raise StageError(f"{path}: not a readable model checkpoint ({type(err).__name__}: {detail})") from None
 
 
-def preprocessing_of(checkpoint: dict, params_path: str | Path | None = None) -> tuple[dict, str]:
-    """The faces/audio/features settings the checkpoint's features were made with, and where they came from."""
+def preprocessing_of(checkpoint: dict, path: Path) -> dict:
+    """The settings the checkpoint's inputs were made with (recorded by the encode stages): faces (crop
+    settings), audio (the window), encoders (each encoder's settings)."""
     info = checkpoint.get("feature_info") or {}
-    if "preprocessing" in info:
-        prep = info["preprocessing"]
-        return {k: dict(prep[k]) for k in ("faces", "audio", "features")}, "checkpoint"
-    params_path = default_params() if params_path is None else params_path
-    params = load_params(path=params_path)
-    missing = [k for k in ("faces", "audio", "features") if k not in params]
-    if missing:
-        raise StageError(f"{params_path}: sections {missing} missing (needed: the checkpoint predates "
-                         "feature_info.preprocessing)")
-    prep = {k: dict(params[k]) for k in ("faces", "audio", "features")}
-    if ":" in str(info.get("weights", "")):  # the backbone actually used beats today's params.yaml
-        backbone, weights = info["weights"].split(":", 1)
-        prep["features"] = {"backbone": backbone, "weights": "none" if weights == "random-init" else weights}
-    return prep, str(params_path)
+    if "normalization" not in checkpoint or any("input" not in i for i in info.values()):
+        raise StageError(f"{path}: written by an older avemo (before the encode stages and the protocols); "
+                         "retrain it with `dvc repro`")
+    faces = next((i["faces"] for i in info.values() if i.get("faces")), None)
+    audio = next((i["window"] for i in info.values() if i.get("window")), None)
+    encoders = {name: i["config"] for name, i in info.items() if name != "frames"}
+    return {"faces": faces, "audio": audio, "encoders": encoders}
 
 
-def expected_shapes(prep: dict) -> dict[str, tuple]:
-    """Leading input shapes the preprocessing gives (embedding sizes depend on the backbone: not checked here)."""
-    f, a = prep["faces"], prep["audio"]
-    length = int(a["duration_s"] * a["sample_rate"])
-    return {"video": (f["n_frames"],), "frames": (f["n_frames"], f["size"], f["size"], 3), "wave": (length,),
-            "logmel": (a["n_mels"], length // int(a["sample_rate"] * a["hop_ms"] / 1000) + 1)}
-
-
-def check_shapes(path: Path, shapes: dict, prep: dict, source: str) -> None:
-    """Refuse preprocessing that would not give the tensors the model was trained on."""
-    problems = []
-    for name, expected in expected_shapes(prep).items():
-        if name in shapes and tuple(shapes[name][:len(expected)]) != expected:
-            problems.append(f"{name} {tuple(shapes[name])} but the preprocessing gives {expected}"
-                            + (f" (faces.n_frames={prep['faces']['n_frames']})" if name in VIDEO_INPUTS else ""))
+def check_shapes(path: Path, shapes: dict, info: dict) -> None:
+    """Refuse a checkpoint whose recorded inputs would not give the tensors the model was trained on."""
+    problems = [f"{name} {tuple(shapes[name])} but its encoder gives {tuple(i['shape'])}"
+                for name, i in info.items() if "shape" in i and name in shapes
+                and tuple(shapes[name]) != tuple(i["shape"])]
     if problems:
-        raise StageError(f"{path}: trained on {'; '.join(problems)} (preprocessing from {source})")
+        raise StageError(f"{path}: trained on {'; '.join(problems)}")
 
 
-def load_predictor(model: str | Path, models_dir: str | Path | None = None,
-                   params_path: str | Path | None = None) -> Predictor:
-    """A model name in `models_dir` (default: default_models_dir()) or a checkpoint path -> a Predictor;
-    `params_path` (default: default_params()) is read only when the checkpoint predates its preprocessing."""
+def load_predictor(model: str | Path, models_dir: str | Path | None = None) -> Predictor:
+    """A model name in `models_dir` (default: default_models_dir()) or a checkpoint path -> a Predictor."""
     path = resolve_model(model, models_dir)
-    net, normalizer, checkpoint = read_checkpoint(path)
+    net, norm, checkpoint = read_checkpoint(path)
     cfg = checkpoint["config"]
-    prep, source = preprocessing_of(checkpoint, params_path)
-    check_shapes(path, checkpoint["shapes"], prep, source)
+    prep = preprocessing_of(checkpoint, path)
+    check_shapes(path, checkpoint["shapes"], checkpoint["feature_info"])
     needs = tuple(model_inputs(cfg["architecture"], cfg.get("args", {})))
-    if checkpoint.get("single_clip_normalizer"):
-        print(f"note: {path.name} was trained with speaker normalisation (train.speaker_norm); a single clip is "
-              "normalised with the global training statistics instead, which costs accuracy", file=sys.stderr)
-    return Predictor(str(cfg.get("model", path.stem)), path, net, normalizer, checkpoint, prep, source, needs)
+    return Predictor(str(cfg.get("model", path.stem)), path, net, norm, checkpoint, prep, "checkpoint", needs)
 
 
 def models_of_kind(kind: str, models_dir: str | Path | None = None) -> list[str]:

@@ -64,6 +64,12 @@ def format_table(result: dict) -> str:
         s = result["stream"]
         lines.append(f"stream: {s['frames']} frames in {s['windows']} windows of {s['window_s']} s every "
                      f"{s['hop_s']} s, {s['fps_processed']} frames/s processed; aggregate: {s['aggregate']}")
+    if result.get("enrolment"):
+        e = result["enrolment"]
+        lines.append(f"protocol: speaker adapted, {e['clips']} enrolment clip(s) of this person"
+                     + (f" ({len(e['skipped'])} skipped)" if e["skipped"] else ""))
+    elif result["mode"] == "clip":
+        lines.append("protocol: single clip (no other clip of this person: --enroll CLIPS adapts to them)")
     lines += [f"note: {n}" for n in result.get("notes", [])]
     lines.append(f"{'emotion':<10} {'probability':>11}")
     for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):

@@ -1,37 +1,23 @@
 """A loaded checkpoint with the preprocessing it was trained with: face crops and audio samples -> the very
-inputs the stages would have stored (features stage's float16, faces stage's JPEG strip) -> probabilities."""
+inputs the encode stages would have stored (avemo.preprocess, the one per-clip path) -> class probabilities,
+for one clip of an unseen person (single_clip) or with a person's enrolment clips (speaker_adapted)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from ..audio import LogMel
-from ..errors import StageError
-from ..features import bgr_to_tensor, embed, load_backbone, spectrogram_to_image
+from ..encoders.registry import Encoder, load_encoder, modality_of
 from ..ids import EMOTIONS
-from ..train import Normalizer, predict_proba
-from .inputs import strip_round_trip
+from ..modality import AUDIO_SOURCES, VIDEO_SOURCES
+from ..normalize import ProtocolNormalizer
+from ..preprocess import audio_inputs, face_inputs, strip_round_trip
+from ..training import as_tensors, predict_proba
 
-VIDEO_INPUTS = ("video", "frames")  # frame embeddings, face crops (uint8)
-AUDIO_INPUTS = ("logmel", "audio_emb", "wave")  # log-mel, spectrogram embedding, fixed-window waveform
-
-
-@lru_cache(maxsize=4)
-def cached_backbone(name: str, weights: str):
-    """load_backbone once per process; seeded as the features stage does, so a random backbone matches."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return load_backbone(name, weights)
-
-
-@lru_cache(maxsize=4)
-def cached_logmel(sample_rate: int, n_mels: int, n_fft: int, hop_ms: float) -> LogMel:
-    return LogMel(sample_rate, n_mels, n_fft, hop_ms)
+VIDEO_INPUTS = VIDEO_SOURCES  # per-frame face encoders and the face crops themselves ('frames')
+AUDIO_INPUTS = AUDIO_SOURCES  # encoders of the audio window
 
 
 @dataclass
@@ -40,11 +26,12 @@ class Predictor:
     name: str
     path: Path
     model: torch.nn.Module
-    normalizer: Normalizer
+    norm: ProtocolNormalizer
     checkpoint: dict
-    prep: dict
+    prep: dict  # faces (crop settings), audio (sample_rate, offset_s, duration_s), encoders (name -> settings)
     prep_source: str
     needs: tuple[str, ...]
+    _encoders: dict = field(default_factory=dict, repr=False)
 
     @property
     def uses_video(self) -> bool:
@@ -67,47 +54,32 @@ class Predictor:
     def classes(self) -> list[str]:
         return list(self.checkpoint.get("classes") or EMOTIONS)
 
-    def backbone(self) -> torch.nn.Module:
-        model, size, _ = cached_backbone(self.prep["features"]["backbone"], str(self.prep["features"]["weights"]))
-        for name in ("video", "audio_emb"):
-            if name in self.checkpoint["shapes"] and self.checkpoint["shapes"][name][-1] != size:
-                raise StageError(f"{self.path}: trained on {name} embeddings of size "
-                                 f"{self.checkpoint['shapes'][name][-1]} but {self.prep['features']['backbone']} "
-                                 f"gives {size}")
-        return model
+    def encoders(self, modality: str) -> dict[str, Encoder]:
+        """The model's encoders of one modality, loaded once, with the settings it was trained with."""
+        wanted = [n for n in self.needs if n != "frames" and modality_of(n) == modality]
+        for name in wanted:
+            if name not in self._encoders:
+                rate = self.prep["audio"]["sample_rate"] if self.prep.get("audio") else 16000
+                cfg = dict(self.prep["encoders"][name])
+                self._encoders[name] = load_encoder(name, cfg, rate, cfg.get("logmel"))
+        return {name: self._encoders[name] for name in wanted}
 
     def video_inputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """(n, size, size, 3) BGR face crops -> the per-frame video inputs this model needs, as the stages
-        make them: crops read back from the faces stage's JPEG strip ('frames', uint8) and their
-        embeddings stored as float16 ('video', (n, D))."""
-        crops = strip_round_trip(crops)
-        out = {"frames": crops} if "frames" in self.needs else {}
-        if "video" in self.needs:
-            out["video"] = embed(self.backbone(), bgr_to_tensor(crops)).astype(np.float16).astype(np.float32)
-        return out
+        """(n, size, size, 3) BGR face crops -> the per-frame inputs this model needs, exactly as the stages
+        store them: the crops read back from the faces stage's JPEG strip, each video encoder's output."""
+        return face_inputs(strip_round_trip(crops), self.encoders("video"), with_frames="frames" in self.needs)
 
-    def audio_inputs(self, samples: np.ndarray) -> dict[str, np.ndarray]:
-        """Fixed-length samples -> the audio inputs this model needs (waveform, log-mel, spectrogram
-        embedding), float16-rounded as the features stage stores them."""
-        a, out = self.prep["audio"], {}
-        if "wave" in self.needs:
-            out["wave"] = samples.astype(np.float16).astype(np.float32)
-        if "logmel" in self.needs or "audio_emb" in self.needs:
-            logmel = cached_logmel(a["sample_rate"], a["n_mels"], a["n_fft"], a["hop_ms"])(samples)
-            logmel = logmel.astype(np.float16).astype(np.float32)
-            if "logmel" in self.needs:
-                out["logmel"] = logmel
-            if "audio_emb" in self.needs:
-                emb = embed(self.backbone(), spectrogram_to_image(logmel[None]))[0]
-                out["audio_emb"] = emb.astype(np.float16).astype(np.float32)
-        return out
+    def audio_inputs(self, window: np.ndarray) -> dict[str, np.ndarray]:
+        """The fixed-length audio window -> every audio encoder's output this model needs."""
+        return audio_inputs(window, self.encoders("audio"))
 
-    def probabilities(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """One clip's inputs (unbatched) -> its class probabilities."""
-        arrays = {k: np.asarray(inputs[k]) for k in self.needs}
-        batch = SimpleNamespace(inputs={k: (v if v.dtype == np.uint8 else v.astype(np.float32))[None]
-                                        for k, v in arrays.items()})
-        single = self.checkpoint.get("single_clip_normalizer")
-        if single:  # trained with speaker_norm: one clip of an unknown person gets the global statistics
-            batch.inputs = {k: t.numpy() for k, t in Normalizer.from_state_dict(single).tensors(batch).items()}
-        return predict_proba(self.model, self.normalizer.tensors(batch), torch.device("cpu"))[0]
+    def probabilities(self, inputs: dict[str, np.ndarray], enrolment: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """One clip's inputs (unbatched) -> its class probabilities. Without `enrolment` the clip is
+        standardised with the training actors' statistics (single_clip); with it (the same inputs of k
+        other clips of the person, stacked) with that person's statistics shrunk towards them."""
+        batch = {k: np.asarray(inputs[k])[None] for k in self.needs}
+        if enrolment:
+            normalized = self.norm.with_enrolment(batch, {k: np.asarray(enrolment[k]) for k in self.needs})
+        else:
+            normalized = self.norm.single_clip(batch)
+        return predict_proba(self.model, as_tensors(normalized), torch.device("cpu"))[0]

@@ -128,7 +128,7 @@ def _consume(q: queue.Queue, state: WindowPredictor, stats: dict, emit) -> None:
 def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_s: float = 0.375,
                fallback: Predictor | None = None, live: bool = False, detect: bool | None = None,
                on_window=None, max_seconds: float | None = None, queue_size: int = 32,
-               models_dir=None) -> StreamResult:
+               models_dir=None, enrolment=None, adapt: bool = False) -> StreamResult:
     """Queue-based sliding-window prediction over a file, camera index or URL; `on_window(Window)` is called
     as each window completes. Faces are detected when the model reads video or `detect` is true (boxes
     for --annotate). Ctrl-C stops a live source and keeps what was predicted."""
@@ -141,7 +141,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
     except BaseException:
         capture.release()
         raise
-    state = WindowPredictor(predictor, grid, audio, fallback, predictor.uses_video or bool(detect))
+    state = WindowPredictor(predictor, grid, audio, fallback, predictor.uses_video or bool(detect), enrolment, adapt)
     result = StreamResult(name, predictor.name, predictor.kind, predictor.classes, grid, notes=notes,
                           preprocessing_from=predictor.prep_source)
     stats = {"frames": 0, "dropped": 0, "size": (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),

@@ -68,6 +68,7 @@ class Window:
     probs: np.ndarray | None
     face_rate: float | None
     classes: list[str]
+    enrolment_clips: int = 0  # clips (or earlier windows, --adapt) whose statistics standardised this window
 
     @property
     def label(self) -> str | None:
@@ -97,6 +98,7 @@ class Window:
                 "time_s": round(self.centre_s, 3), "label": self.label or "",
                 "confidence": None if self.probs is None else round(self.confidence, 4), "status": self.status,
                 "model": self.model or "", "face_rate": None if self.face_rate is None else round(self.face_rate, 3),
+                "enrolment_clips": self.enrolment_clips,
                 **{f"p_{k}": v for k, v in probs.items()}}
 
 
@@ -111,9 +113,11 @@ class WindowPredictor:
     """State of the stream: sampled points (crop, face found, embedding) and the next window to predict."""
 
     def __init__(self, predictor: Predictor, grid: Grid, audio: AudioFeed | None, fallback: Predictor | None,
-                 detect: bool):
+                 detect: bool, enrolment=None, adapt: bool = False):
         self.predictor, self.grid, self.audio, self.fallback = predictor, grid, audio, fallback
         self.detect = detect
+        # speaker statistics: fixed enrolment clips (--enroll) and/or the windows already seen (--adapt)
+        self.enrolment, self.adapt, self.history = enrolment, adapt, []
         self.faces = predictor.prep["faces"]
         self.points: dict[int, Point] = {}
         self.detections: dict[int, tuple | None] = {}
@@ -202,4 +206,17 @@ class WindowPredictor:
             inputs.update(audio)
         if model.uses_video:
             inputs.update(self._video_inputs(model, js))
-        return Window(k, start, end, status, model.name, model.probabilities(inputs), face_rate, classes)
+        stats = self.speaker_statistics() if model is self.predictor else None
+        probs = model.probabilities(inputs, stats)
+        if self.adapt and model is self.predictor:
+            self.history.append(inputs)  # used from the next window on, never for this one
+        count = 0 if stats is None else len(next(iter(stats.values())))
+        return Window(k, start, end, status, model.name, probs, face_rate, classes, count)
+
+    def speaker_statistics(self) -> dict | None:
+        """The enrolment inputs of this person so far: --enroll clips, then (--adapt) every earlier window."""
+        parts = ([self.enrolment.inputs] if self.enrolment is not None else []) + \
+            ([{k: np.stack([h[k] for h in self.history]) for k in self.history[0]}] if self.history else [])
+        if not parts:
+            return None
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
