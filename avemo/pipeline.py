@@ -97,7 +97,11 @@ def run_section(params: dict, profile: str) -> dict:
               for path in entry["deps"] if path.startswith("data/features/")}
     from .encoders.registry import modality_of
 
-    encoders = {m: {name: {} for name in sorted(needed) if modality_of(name) == m} for m in ("video", "audio")}
+    # the second parameter key each encode stage depends on: the log-mel settings for the spectrogram embedding
+    # (it embeds the log-mel image), else its own key again
+    encoders = {m: {name: {"param": f"features.audio.{'logmel' if name == 'spectrogram' else name}"
+                           if m == "audio" else f"features.video.{name}"}
+                    for name in sorted(needed) if modality_of(name) == m} for m in ("video", "audio")}
     return {"profile": profile, "encode_video": encoders["video"], "encode_audio": encoders["audio"],
             "models": models, "baselines": baselines, "cv_folds": folds,
             "cv_summaries": {name: {"dir": f"metrics/cv/{name}"} for name in summaries}, "ensemble": ensemble}

@@ -69,27 +69,32 @@ def shared_dir() -> Path:
 class PeakMemory:
     """Peak memory (MiB) of this process and all its descendants (workers, ffmpeg), sampled in a thread:
     the sum of their proportional set sizes (shared pages such as torch's libraries counted once over
-    the processes that share them), and the largest single process's resident set."""
+    the processes that share them) once a second, since reading it costs ~16 ms a process; the sum and
+    the largest of their resident sets every 0.1 s."""
 
-    def __init__(self, every: float = 0.2):
+    def __init__(self, every: float = 0.1, pss_every: int = 10):
         import psutil
 
-        self.process, self.every, self.peak, self.largest = psutil.Process(), every, 0.0, 0.0
+        self.process, self.every, self.pss_every = psutil.Process(), every, pss_every
+        self.pss = self.rss = self.largest = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         import psutil
 
+        tick = 0
         while not self._stop.is_set():
-            total, largest = 0, 0
+            rss = pss = largest = 0
             for proc in [self.process] + self.process.children(recursive=True):
                 try:
-                    info = proc.memory_full_info()
+                    info = proc.memory_full_info() if tick % self.pss_every == 0 else proc.memory_info()
                 except psutil.Error:
                     continue
-                total, largest = total + getattr(info, "pss", info.rss), max(largest, info.rss)
-            self.peak, self.largest = max(self.peak, total / 2**20), max(self.largest, largest / 2**20)
+                rss, largest, pss = rss + info.rss, max(largest, info.rss), pss + getattr(info, "pss", 0)
+            self.rss, self.largest = max(self.rss, rss / 2**20), max(self.largest, largest / 2**20)
+            self.pss = max(self.pss, pss / 2**20)
+            tick += 1
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -108,9 +113,9 @@ def _timed_clip(cfg: dict, scratch: Path, clip: str) -> dict:
     """The stage's per-clip work, with its start and end times (run in a faces worker process)."""
     from avemo.faces.stage import process_clip
 
-    start = time.time()
+    start, cpu = time.time(), time.process_time()  # process_time: every thread of this worker (decoder's too)
     result = process_clip(Path(clip), cfg, scratch)
-    return {**result, "start": start, "end": time.time()}
+    return {**result, "start": start, "end": time.time(), "cpu_s": time.process_time() - cpu}
 
 
 def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: Path) -> dict:
@@ -119,9 +124,15 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
     from avemo.audio import extract_audio, ffmpeg_exe
     from avemo.parallel import map_clips
 
+    import resource
+
+    def cpu_now() -> float:  # this process and its finished children (ffmpeg)
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     extra: dict = {}
     with PeakMemory() as memory:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_now()
         if kind.startswith("ffmpeg"):
             drop = "-vn" if kind == "ffmpeg-audio" else "-an"
             command = lambda clip: [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(clip), drop, "-f", "null", "-"]
@@ -140,7 +151,8 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
             results = map_clips(partial(_timed_clip, cfg, scratch), [str(c) for c in clips], workers, kind,
                                 processes=True, initializer=one_detector_thread, preload=("avemo.faces.mtcnn",))
             window = max(r["end"] for r in results) - min(r["start"] for r in results)
-            extra.update(window_s=window, clips_per_s_window=len(clips) / window, results=results)
+            extra.update(window_s=window, clips_per_s_window=len(clips) / window, results=results,
+                         cpu_s_per_clip=sum(r["cpu_s"] for r in results) / len(results))
         elif kind.startswith("decode:"):
             from avemo.faces.decode import METHODS
 
@@ -166,14 +178,15 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
 
                 inputs = [audio_window(decode_audio(c, params["audio"]["sample_rate"]), params["audio"])
                           for c in clips]
-            start = time.perf_counter()  # per-clip cost, the model loaded and the inputs read
+            start, cpu = time.perf_counter(), cpu_now()  # per-clip cost, the model loaded and the inputs read
             for item in inputs:
                 encode(item)
             extra["torch_threads"] = torch.get_num_threads()
         seconds = time.perf_counter() - start
+        extra.setdefault("cpu_s_per_clip", (cpu_now() - cpu) / max(1, len(clips)))
     return {"kind": kind, "workers": workers, "clips": len(clips), "seconds": seconds,
-            "clips_per_s": len(clips) / seconds, "peak_rss_mib": round(memory.peak, 1),
-            "largest_process_mib": round(memory.largest, 1), **extra}
+            "clips_per_s": len(clips) / seconds, "peak_pss_mib": round(memory.pss, 1),
+            "peak_rss_sum_mib": round(memory.rss, 1), "largest_process_rss_mib": round(memory.largest, 1), **extra}
 
 
 def run_child(kind: str, clips: list[Path], workers: int, scratch: Path, params_path: Path) -> dict:
@@ -270,7 +283,7 @@ def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scrat
         row["set"] = name
         rows.append(row)
         print(f"{name}: {kind} x{workers}: {row['clips']} clips in {row['seconds']:.2f} s = "
-              f"{row.get('clips_per_s_window', row['clips_per_s']):.2f} clips/s, peak {row['peak_rss_mib']:.0f} MiB",
+              f"{row.get('clips_per_s_window', row['clips_per_s']):.2f} clips/s, peak {row['peak_pss_mib']:.0f} MiB",
               flush=True)
         return row
 
@@ -282,31 +295,38 @@ def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scrat
             row["ffmpeg_clips_per_s"] = base["clips_per_s"]
             row["ratio_to_ffmpeg"] = round(row["clips_per_s_window"] / base["clips_per_s"], 3)
             row["ratio_to_ffmpeg_with_startup"] = round(row["clips_per_s"] / base["clips_per_s"], 3)
+            row["ffmpeg_cpu_s_per_clip"] = base["cpu_s_per_clip"]
+            row["cpu_ratio_to_ffmpeg"] = round(base["cpu_s_per_clip"] / row["cpu_s_per_clip"], 3)
             faces_runs[(config, workers)] = row
         if not args.skip_audio and audio_clips:
             base = one("ffmpeg-audio", audio_clips, workers)
             row = one("extract_audio", audio_clips, workers)
             row["ffmpeg_clips_per_s"] = base["clips_per_s"]
             row["ratio_to_ffmpeg"] = round(row["clips_per_s"] / base["clips_per_s"], 3)
+            row["cpu_ratio_to_ffmpeg"] = round(base["cpu_s_per_clip"] / row["cpu_s_per_clip"], 3)
     decode = {}
     if not args.skip_decode:
         for method in ("sampled", "all", "opencv", "seek"):
             for threads in (0, 1):
                 row = one(f"decode:{method}:{threads}", clips, 1)
                 decode[f"{method}, {'ffmpeg threads' if threads == 0 else '1 thread'}"] = {
-                    "clips_per_s": round(row["clips_per_s"], 2), "decoded_frames_per_clip": row["decoded_frames_per_clip"]}
+                    "clips_per_s": round(row["clips_per_s"], 2), "decoded_frames_per_clip": row["decoded_frames_per_clip"],
+                    "cpu_s_per_clip": round(row["cpu_s_per_clip"], 4)}
         base = one("ffmpeg-video", clips, 1)
         for entry in decode.values():
             entry["ratio_to_ffmpeg"] = round(entry["clips_per_s"] / base["clips_per_s"], 3)
+            entry["cpu_ratio_to_ffmpeg"] = round(base["cpu_s_per_clip"] / entry["cpu_s_per_clip"], 3)
     features = {}
     first = faces_runs.get(("mtcnn", args.workers[0]))
     if first is not None:
         from avemo.encoders.registry import modality_of
 
         strips = sorted((scratch / name / "faces_mtcnn" / str(args.workers[0]) / "strips").glob("*.jpg"))
+        strips = strips[:args.feature_clips]
         for encoder in args.encoders:
             for threads in (0, 1):  # torch's default (one per core), and one thread
-                row = one(f"features:{encoder}:{threads}", strips if modality_of(encoder) == "video" else audio_clips, 1)
+                row = one(f"features:{encoder}:{threads}", strips if modality_of(encoder) == "video"
+                          else audio_clips[:args.feature_clips], 1)
                 features[f"{encoder}, {row['torch_threads']} torch thread(s)"] = {
                     "ms_per_clip": round(1000 / row["clips_per_s"], 1), "torch_threads": row["torch_threads"]}
     quality_out = {}
@@ -336,15 +356,18 @@ def bench_set(name: str, clips: list[Path], audio_clips: list[Path], args, scrat
 
 
 def tables(report: dict) -> str:
-    lines = ["| clips | step | workers | n | clips/s | ffmpeg bare decode clips/s | ratio | start-up s | peak memory MiB (PSS) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| clips | step | workers | n | clips/s | ffmpeg bare decode clips/s | ratio | CPU s per clip (ffmpeg) "
+             "| CPU ratio | start-up s | peak memory MiB (PSS) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in report["sets"].items():
         for row in result["rows"]:
             if row["kind"].startswith(("faces:", "extract_audio")):
                 speed = row.get("clips_per_s_window", row["clips_per_s"])
+                ffmpeg_cpu = row.get("ffmpeg_cpu_s_per_clip")
                 lines.append(f"| {name} | {row['kind']} | {row['workers']} | {row['clips']} | {speed:.2f} "
                              f"| {row['ffmpeg_clips_per_s']:.2f} | {row['ratio_to_ffmpeg']:.2f} "
-                             f"| {row.get('startup_s', '')} | {row['peak_rss_mib']:.0f} |")
+                             f"| {row['cpu_s_per_clip']:.3f}" + (f" ({ffmpeg_cpu:.3f})" if ffmpeg_cpu else "") +
+                             f" | {row['cpu_ratio_to_ffmpeg']:.2f} | {row.get('startup_s', '')} "
+                             f"| {row['peak_pss_mib']:.0f} |")
     lines += ["", "| clips | detector | detection rate (mean / min) | clips with a face in every frame | "
               "box IoU consecutive | box IoU vs detect-every-frame (mean / min) | detector frames per clip | "
               "crop abs diff consecutive |", "|---|---|---|---|---|---|---|---|"]
@@ -355,11 +378,12 @@ def tables(report: dict) -> str:
             lines.append(f"| {name} | {config} | {q['detection_rate_mean']} / {q['detection_rate_min']} "
                          f"| {q['clips_all_frames']} of {q['clips']} | {q['box_iou_consecutive']} | {versus} "
                          f"| {q['detector_frames_per_clip']} | {q['crop_abs_diff_consecutive']} |")
-    lines += ["", "| clips | frame sampling | clips/s | ratio to ffmpeg | frames decoded per clip |", "|---|---|---|---|---|"]
+    lines += ["", "| clips | frame sampling | clips/s | ratio to ffmpeg | CPU ratio | frames decoded per clip |",
+              "|---|---|---|---|---|---|"]
     for name, result in report["sets"].items():
         for method, d in result["decode"].items():
             lines.append(f"| {name} | {method} | {d['clips_per_s']} | {d['ratio_to_ffmpeg']} | "
-                         f"{d['decoded_frames_per_clip']:.1f} |")
+                         f"{d['cpu_ratio_to_ffmpeg']} | {d['decoded_frames_per_clip']:.1f} |")
     lines += ["", "| clips | encoder | ms per clip (16 crops, or the audio window) |", "|---|---|---|"]
     for name, result in report["sets"].items():
         for encoder, f in result["features_ms_per_clip"].items():
@@ -384,6 +408,7 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="*", default=["fer", "imagenet"],
                         help="features-stage encoders to time per clip (params.yaml features.video/audio names, "
                              "e.g. fer imagenet whisper logmel; none: skip)")
+    parser.add_argument("--feature-clips", type=int, default=40, help="clips per set the encoders are timed on")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"figures (default: {DEFAULT_JSON})")
     parser.add_argument("--_measure", help=argparse.SUPPRESS)

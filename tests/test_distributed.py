@@ -1,6 +1,5 @@
 """Training under torchrun: 2 processes on CPU (gloo) on real features of 4 sample actors."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -10,51 +9,55 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, sample_project, write_params
+from conftest import ROOT, venv_env, write_params
 
 ACTORS = ["01", "02", "13", "17"]  # train 01 + 02 (16 clips, 8 per rank), validation 13, test 17
+pytestmark = pytest.mark.slow
 
 
 def run(project: Path, *args, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=project, env=env, text=True, capture_output=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, *map(str, args)], cwd=project, env=venv_env(), text=True,
+                          capture_output=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """The real preprocessing stages on 4 actors of the embedded sample (4 face crops of 48 px per clip,
-    a random-weight backbone: no network), as in test_pipeline_e2e but without DVC."""
+def project(sample_data, tmp_path_factory) -> Path:
+    """A project whose data/ holds the real stages' outputs of 4 sample actors (the session's sample data:
+    log-mel and ImageNet embeddings of 4 face crops of 48 px per clip), metadata restricted to them."""
     project = tmp_path_factory.mktemp("ddp")
-    params = sample_project(project, ACTORS, items=("params.yaml", "stages", "avemo"))
+    for item in ("dvc.yaml", "stages", "avemo"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, project / item)
+    (project / "data" / "raw").mkdir(parents=True)
+    lines = sample_data.metadata.read_text().splitlines()
+    keep = [lines[0]] + [line for line in lines[1:] if line.split(",")[0][-2:] in ACTORS]
+    (project / "data/raw/metadata.csv").write_text("\n".join(keep) + "\n")
+    for name in ("logmel", "imagenet"):
+        shutil.copytree(sample_data.features(name), project / "data/features" / name)
+    params = sample_data.params()
     params["split"] = {"test_actors": [17], "val_actors": [13]}
     # gloo on CPU even where CUDA is present (one GPU cannot hold two NCCL ranks); 2 steps per rank and epoch
-    params["train_defaults"].update(device="cpu", epochs=2, patience=2, batch_size=4)
+    params["runtime"] = {"device": "cpu", "resume": False}
+    params["train_defaults"].update(epochs=2, patience=2, batch_size=4)
     write_params(project, params)
-    for stage in (["stages/download.py", "--sample-dir", "data/sample", "--archives", "data/archives",
-                   "--out", "data/raw"],
-                  ["stages/extract_audio.py", "--raw", "data/raw", "--out", "data/audio"],
-                  ["stages/faces.py", "--raw", "data/raw", "--out", "data/faces"],
-                  ["stages/features.py", "--faces", "data/faces", "--audio", "data/audio", "--out", "data/features"]):
-        done = run(project, *stage)
-        assert done.returncode == 0, f"{stage[0]} failed:\n{done.stdout}\n{done.stderr}"
     return project
 
 
-def torchrun(project: Path, model: str, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(project: Path, model: str, inputs: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     return run(project, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", nproc,
-               "stages/train.py", "--model", model, "--features", "data/features", "--metadata",
-               "data/raw/metadata.csv", "--faces", "data/faces", "--checkpoint", f"models/{model}.pt",
+               "stages/train.py", "--model", model, "--inputs", *[f"data/features/{i}" for i in inputs],
+               "--metadata", "data/raw/metadata.csv", "--checkpoint", f"models/{model}.pt",
                "--live", f"dvclive/{model}", "--rank-report", f"ranks/{model}")
 
 
 # logmel_cnn: batch norm (DDP broadcasts rank 0's buffers); cross_attention_fusion: the triplet loss, a
 # method other than forward, which must run inside the DDP wrapper for its gradients to be averaged.
-@pytest.mark.parametrize("model", ["logmel_cnn", "cross_attention_fusion"])
-def test_two_processes_share_the_epochs_and_keep_one_model(project, model):
-    from avemo.train import load_checkpoint, parameter_digest
+@pytest.mark.parametrize("model, inputs", [("logmel_cnn", ["logmel"]),
+                                           ("cross_attention_fusion", ["imagenet", "logmel"])])
+def test_two_processes_share_the_epochs_and_keep_one_model(project, model, inputs):
+    from avemo.training import load_checkpoint
+    from avemo.training.optim import parameter_digest
 
-    done = torchrun(project, model)
+    done = torchrun(project, model, inputs)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert f"train {model} [rank 0/2]" in done.stdout and f"train {model} [rank 1/2]" in done.stdout
 
@@ -93,15 +96,15 @@ def test_two_processes_share_the_epochs_and_keep_one_model(project, model):
 
 def test_the_dvc_train_stage_runs_under_torchrun_when_params_say_so(project):
     """params.yaml `launch.train` is the start of the train stages' command in dvc.yaml."""
-    from avemo.train import load_checkpoint
+    from avemo.training import load_checkpoint
 
-    shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["launch"]["train"] = "python -m torch.distributed.run --standalone --nproc_per_node 2"
+    params["profiles"]["ddp"] = {"models": ["video_lstm"], "baselines": [], "ensemble": ["video_lstm"], "cv": {}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    dvc = lambda *args: subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env,  # noqa: E731
+    profile = run(project, "-m", "avemo.cli", "profile", "ddp")  # params.yaml `run`, what dvc.yaml reads
+    assert profile.returncode == 0, profile.stderr
+    dvc = lambda *args: subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=venv_env(),  # noqa: E731
                                        text=True, capture_output=True, timeout=600)
     assert dvc("init", "--no-scm", "-q").returncode == 0
     done = dvc("repro", "--single-item", "train@video_lstm")  # upstream outputs made by the fixture

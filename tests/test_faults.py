@@ -18,7 +18,7 @@ import cv2
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, venv_env
 
 from avemo.download import UnpackResult, unpack_speech_clips
 from avemo.metadata import write_metadata
@@ -39,7 +39,11 @@ def make_project(where: Path, **sections) -> Path:
     return where
 
 
-def stage(cwd: Path, name: str, *args, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+def stage(cwd: Path, name: str, *args, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    # No bytecode written by the child: under a file size limit (limit_file_size) CPython would leave a
+    # truncated .pyc in the repository's __pycache__ (its raw write is not checked), and every later
+    # process would fail with "marshal data too short".
+    popen.setdefault("env", venv_env(PYTHONDONTWRITEBYTECODE=1))
     return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *map(str, args)], cwd=cwd,
                           text=True, capture_output=True, timeout=timeout, **popen)
 
@@ -201,6 +205,7 @@ def bad_clips(tmp_path_factory, lite_clips, ffmpeg) -> dict:
     return {"project": project, "raw": raw, "good": good, "bad": bad, "runs": runs, "reports": reports}
 
 
+@pytest.mark.slow  # the bad_clips fixture runs both stages on 8 clips (~25 s)
 def test_bad_clips_do_not_stop_the_stages(bad_clips):
     for name, done in bad_clips["runs"].items():
         succeeded(done)
@@ -212,6 +217,7 @@ def test_bad_clips_do_not_stop_the_stages(bad_clips):
     assert wavs == sorted(kept)
 
 
+@pytest.mark.slow  # the bad_clips fixture runs both stages on 8 clips (~25 s)
 def test_truncated_mp4_is_reported_by_name_in_both_stages(bad_clips):
     header_cut, data_cut = bad_clips["bad"]["header_cut"], bad_clips["bad"]["data_cut"]
     audio, faces = bad_clips["reports"]["extract_audio"], bad_clips["reports"]["faces"]
@@ -226,6 +232,7 @@ def test_truncated_mp4_is_reported_by_name_in_both_stages(bad_clips):
         assert header_cut.name in done.stdout and data_cut.name in done.stdout  # warnings name them
 
 
+@pytest.mark.slow  # the bad_clips fixture runs both stages on 8 clips (~25 s)
 def test_clip_without_audio_stream_is_reported(bad_clips):
     clip = bad_clips["bad"]["no_audio"]
     entry = next(s for s in bad_clips["reports"]["extract_audio"]["skipped"] if s["clip"] == clip.stem)
@@ -233,6 +240,7 @@ def test_clip_without_audio_stream_is_reported(bad_clips):
     assert clip.stem in bad_clips["reports"]["faces"]["detection_rate"]  # the video part is still used
 
 
+@pytest.mark.slow  # the bad_clips fixture runs both stages on 8 clips (~25 s)
 def test_silent_clip_is_reported(bad_clips):
     clip = bad_clips["bad"]["silent"]
     entry = next(s for s in bad_clips["reports"]["extract_audio"]["skipped"] if s["clip"] == clip.stem)
@@ -240,6 +248,7 @@ def test_silent_clip_is_reported(bad_clips):
     assert not (bad_clips["project"] / "extract_audio/wav" / f"{clip.stem}.wav").exists()
 
 
+@pytest.mark.slow  # the bad_clips fixture runs both stages on 8 clips (~25 s)
 def test_video_without_a_detectable_face_is_reported(bad_clips):
     clip = bad_clips["bad"]["no_face"]
     faces = bad_clips["reports"]["faces"]
@@ -251,6 +260,7 @@ def test_video_without_a_detectable_face_is_reported(bad_clips):
     assert all(faces["detection_rate"][c.stem] > 0.5 for c in bad_clips["good"])
 
 
+@pytest.mark.slow
 def test_cache_gives_the_same_output_recomputes_failures_and_rejects_damaged_entries(bad_clips):
     project, raw = bad_clips["project"], bad_clips["raw"]
     first = {name: snapshot(project / name) for name in ("extract_audio", "faces")}
@@ -324,6 +334,7 @@ def test_missing_input_is_named(tmp_path):
 # ---------------------------------------------------------------- interruption
 
 
+@pytest.mark.slow
 def test_stage_killed_midway_leaves_no_half_output_and_the_rerun_cleans_up(tmp_path, lite_clips):
     project = make_project(tmp_path / "project", faces=FAST_FACES)
     raw = make_raw(project / "raw", lite_clips[:30])
@@ -362,7 +373,8 @@ def test_stage_killed_midway_leaves_no_half_output_and_the_rerun_cleans_up(tmp_p
 # ---------------------------------------------------------------- full disk
 
 
-@pytest.mark.parametrize("name, output_file", [("faces", ".jpg"), ("extract_audio", ".wav")])
+@pytest.mark.parametrize("name, output_file", [pytest.param("faces", ".jpg", marks=pytest.mark.slow),
+                                                ("extract_audio", ".wav")])
 def test_full_disk_fails_naming_the_file_and_keeps_the_finished_result(tmp_path, lite_clips, name, output_file):
     project = make_project(tmp_path / "project", faces=FAST_FACES)
     raw = make_raw(project / "raw", lite_clips[:6])
@@ -378,6 +390,24 @@ def test_full_disk_fails_naming_the_file_and_keeps_the_finished_result(tmp_path,
     assert not leftovers(out.parent)
     for entry in (project / "cache" / name).iterdir():  # nothing half-written is kept in the cache either
         assert not entry.name.startswith(".tmp-") and (entry / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_full_disk_during_encoding_fails_naming_the_file_and_keeps_the_finished_result(tmp_path, lite_clips):
+    """The encode stage writes per-clip arrays, then features.npz: a write that fails (file size limit, as on a
+    full disk) ends in one line naming the file, and the finished features stay as they were."""
+    project = make_project(tmp_path / "project", faces=FAST_FACES)
+    raw = make_raw(project / "raw", lite_clips[:4])
+    succeeded(stage(project, "faces", "--raw", raw, "--out", project / "faces"))
+    out = project / "data" / "features" / "fer"
+    succeeded(stage(project, "encode", "--input", "fer", "--source", project / "faces", "--out", out))
+    before = snapshot(out)
+    done = stage(project, "encode", "--input", "fer", "--source", project / "faces", "--out", out,
+                 preexec_fn=limit_file_size(2000))  # a clip's 4 x 135 values fit, the features.npz of 4 do not
+    error = failed_cleanly(done, "cannot write", "File too large", f"{out} left as it was")
+    assert "features.npz" in error, error
+    assert snapshot(out) == before
+    assert not leftovers(out.parent)
 
 
 def test_full_disk_during_download_fails_cleanly_and_keeps_the_finished_result(downloaded, sample_source):

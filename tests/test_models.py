@@ -6,7 +6,8 @@ import yaml
 
 from avemo.aggregate import aggregate
 from avemo.models import N_CLASSES, build_model, model_inputs
-from avemo.train import augment, predict_proba
+from avemo.training import predict_proba
+from avemo.training.augment import augment
 from avemo.triplets import TripletSampler
 from conftest import ROOT
 
@@ -21,7 +22,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-SHAPES = {"video": (4, 32), "frames": (4, 32, 32, 3), "logmel": (64, 101), "wave": (16000,), "audio_emb": (32,)}
+# Every input of avemo.data.INPUTS, small: per-frame face features, face crops, the audio window's encodings.
+SHAPES = {"imagenet": (4, 32), "fer": (4, 135), "frames": (4, 32, 32, 3), "logmel": (64, 101), "wave": (16000,),
+          "spectrogram": (32,), "whisper": (5, 16), "wav2vec2": (5, 24), "hubert": (5, 24), "wavlm": (5, 24),
+          "egemaps": (88,)}
 
 
 def tiny_batch(names, size=3, seed=0):
@@ -35,7 +39,10 @@ def tiny_batch(names, size=3, seed=0):
     return batch
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+HEAVY = {"mvit_v2_s"}  # 16 x 224 x 224 clips through MViTv2-S: ~90 s on a busy 2-core CPU
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(MODELS)])
 def test_forward_backward(name):
     entry = MODELS[name]
     args = entry.get("args", {})
@@ -68,7 +75,7 @@ def test_vote_aggregation_breaks_ties_by_probability_sum():
 
 def test_frame_voting_model_uses_the_same_tie_break():
     model = build_model("frame_voting", SHAPES, {"aggregation": "vote"}).eval()
-    batch = tiny_batch(("video",))
+    batch = tiny_batch(("imagenet",))
     with torch.no_grad():
         frame_probs = torch.softmax(model.frame_logits(batch), dim=-1).numpy()
         clip = model(batch).argmax(dim=1).numpy()
@@ -87,10 +94,10 @@ def test_triplets_are_valid_and_stay_in_their_partition():
 
 
 def test_augmentation_changes_training_batches_only():
-    batch = tiny_batch(("logmel", "wave", "video"))
+    batch = tiny_batch(("logmel", "wave", "imagenet", "whisper"))
     augmented = augment(batch, torch.Generator().manual_seed(0))
     assert not torch.equal(augmented["logmel"], batch["logmel"]) and not torch.equal(augmented["wave"], batch["wave"])
-    assert torch.equal(augmented["video"], batch["video"]) and augmented["wave"].shape == batch["wave"].shape
+    assert torch.equal(augmented["imagenet"], batch["imagenet"]) and torch.equal(augmented["whisper"], batch["whisper"]) and augmented["wave"].shape == batch["wave"].shape
     model = build_model("spectrogram_cnn", SHAPES, {"source": "mfcc"})
     first = predict_proba(model, batch, "cpu")
     assert np.array_equal(first, predict_proba(model, batch, "cpu"))  # evaluation is deterministic: no augmentation
@@ -113,6 +120,7 @@ def test_snippets_cover_the_clip_evenly():
     assert counts.min() >= 2 and counts.max() - counts.min() <= 1
 
 
+@pytest.mark.slow  # an 85 M-parameter network built twice
 def test_r3d_101_size_and_weights_file_round_trip(tmp_path):
     from avemo.models.video import video_resnet
     from avemo.errors import StageError
@@ -205,7 +213,7 @@ def test_av_frame_lstm_window_matches_the_audio_params():
 
 
 def test_av_frame_lstm_gives_unheard_frames_the_no_audio_vector():
-    shapes = {"video": (16, 32), "logmel": (64, 301)}
+    shapes = {"imagenet": (16, 32), "logmel": (64, 301)}
     model = build_model("av_frame_lstm", shapes, {"audio_channels": 8, "hidden": 8}).eval()
     logmel = torch.randn(2, 64, 301)
     with torch.no_grad():
@@ -217,3 +225,31 @@ def test_av_frame_lstm_gives_unheard_frames_the_no_audio_vector():
         changed[:, :, 150:] = 0.0  # the second half of the window: frames 0-8 must not change
         assert torch.equal(model.frame_audio(changed)[:, :8], audio[:, :8])
         assert not torch.equal(model.frame_audio(changed)[:, 10:15], audio[:, 10:15])
+
+
+def test_every_model_reads_known_inputs_only():
+    from avemo.data import INPUTS
+
+    for name, entry in MODELS.items():
+        inputs = model_inputs(entry["architecture"], entry.get("args", {}))
+        assert inputs and set(inputs) <= set(INPUTS), name
+
+
+def test_late_fusion_is_the_weighted_sum_of_its_branches_log_probabilities():
+    args = {"branches": {"audio": {"model": "embedding_mlp", "args": {"inputs": ["whisper"], "hidden": 0}},
+                         "video": {"model": "embedding_mlp", "args": {"inputs": ["fer"], "hidden": 0}}},
+            "weights": "learned"}
+    assert model_inputs("late_fusion", args) == ("whisper", "fer")
+    torch.manual_seed(0)
+    model = build_model("late_fusion", SHAPES, args).eval()
+    with torch.no_grad():
+        model.fusion.copy_(torch.tensor([0.3, -0.4]))
+        batch = tiny_batch(("whisper", "fer"))
+        weights = torch.softmax(torch.tensor([0.3, -0.4]), dim=0)
+        branches = [torch.log_softmax(b(batch), dim=1) for b in model.branches.values()]
+        assert torch.allclose(model(batch), weights[0] * branches[0] + weights[1] * branches[1], atol=1e-6)
+    assert model.fusion_weights() == pytest.approx(dict(zip(("audio", "video"), weights.tolist())))
+    equal = build_model("late_fusion", SHAPES, {**args, "weights": "equal"})
+    assert not equal.fusion.requires_grad and equal.fusion_weights() == {"audio": 0.5, "video": 0.5}
+    with pytest.raises(ValueError, match="args.weights: 'product' is not valid"):
+        build_model("late_fusion", SHAPES, {**args, "weights": "product"})

@@ -38,19 +38,19 @@ def pooled(name: str, values: np.ndarray) -> np.ndarray:
     return mean if name in MEAN_ONLY else np.concatenate([mean, values.std(axis=1)], axis=1)
 
 
-def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """(clips, pooled values, weights used) of one input, from the encode stage's output."""
+def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(clips, pooled values, the encode stage's info.json) of one input."""
     path = input_dir(features, name) / "features.npz"
     if not path.is_file():
         raise StageError(f"{path}: missing; run the encode stage of '{name}' first")
     with np.load(path) as arrays:
         clips, values = arrays["clips"], pooled(name, arrays["values"])
-    return clips, values, read_json(input_dir(features, name) / "info.json")["weights"]
+    return clips, values, read_json(input_dir(features, name) / "info.json")
 
 
-def load_pooled_set(feature_set: str, metadata: Path, features: Path) -> tuple[FeatureSet, dict[str, str]]:
-    """The metadata's clips that have every input of `feature_set` (others in `excluded`), and the weights
-    each input was computed with."""
+def load_pooled_set(feature_set: str, metadata: Path, features: Path) -> tuple[FeatureSet, dict[str, dict]]:
+    """The metadata's clips that have every input of `feature_set` (others in `excluded`), and each input's
+    info.json (the weights and settings it was computed with)."""
     from ..metadata import read_metadata
 
     needs = parse_feature_set(feature_set)

@@ -21,7 +21,7 @@ from ..metrics import protocol_probabilities, protocol_report
 from ..io import atomic_path, write_error, write_json
 from ..modality import modality
 from ..normalize import PROTOCOLS, ProtocolNormalizer
-from .features import load_pooled_set, matrix
+from .features import load_pooled_set, matrix, pooled
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
 
 ENROLMENT_DRAWS = 3
@@ -67,12 +67,25 @@ def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return fused / fused.sum(axis=1, keepdims=True)
 
 
+def bundle_classifier(bundle: dict):
+    """(classify(standardised pooled inputs, protocol) -> probabilities, pool(encoder outputs) -> pooled)
+    of a saved baseline, for `predict`: the same functions the stage scored the test actors with."""
+    fusion = {p: np.asarray(w) for p, w in bundle["fusion_weights"].items()}
+
+    def classify(inputs: dict, protocol: str) -> np.ndarray:
+        probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
+        return fuse(probs, fusion[protocol]) if fusion else probs[0]
+
+    return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
+
+
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
                  metrics: Path, model_path: Path, features: Path, predictions: Path | None = None) -> dict:
     started = time.perf_counter()
     if classifier not in CLASSIFIERS:
         raise ParamError(f"baselines classifier '{classifier}': choose one of: {', '.join(CLASSIFIERS)}")
-    data, weights_used = load_pooled_set(feature_set, metadata, features)
+    data, infos = load_pooled_set(feature_set, metadata, features)
+    weights_used = {n: i["weights"] for n, i in infos.items()}
     parts = split_feature_set(data, split_cfg)
     train, val, test = parts["train"], parts["val"], parts["test"]
     seed, mode = int(train_cfg.get("seed", 0)), train_cfg.get("normalization", "enrolment")
@@ -119,7 +132,8 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     leaked = set(fitted[0][1].cv.actors_) & set(int(a) for a in np.concatenate([val.actors, test.actors]))
     if leaked:  # cannot happen by construction; kept as the guard the metrics file's claim rests on
         raise StageError(f"grid search saw validation/test actors {sorted(leaked)}")
-    bundle = {"pipelines": [(names, scorer) for names, _, scorer, _ in fitted], "feature_set": feature_set,
+    bundle = {"name": name, "pipelines": [(names, scorer) for names, _, scorer, _ in fitted],
+              "feature_set": feature_set, "feature_info": infos,
               "classifier": classifier, "normalization": {"mode": mode, **norm.state_dict()},
               "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"]}
     try:

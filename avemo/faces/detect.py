@@ -56,11 +56,24 @@ def padded_square(frame: np.ndarray, cx: float, cy: float, side: float) -> tuple
 
 
 def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The frame scaled so that its longer side is at most `max_side`, and the scale (the Haar path)."""
     height, width = frame.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return frame, scale
+
+
+def shrink(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """The frame reduced by the smallest whole factor k that brings its longer side to `max_side` or less,
+    and k. A whole factor takes OpenCV's fast area-averaging path (1280x720 -> 426x240 in ~1.5 ms
+    instead of ~5-7 ms for an arbitrary scale); the last k - 1 rows and columns at most are dropped."""
+    height, width = frame.shape[:2]
+    k = max(1, -(-max(height, width) // max_side))
+    if k == 1:
+        return frame, 1
+    return cv2.resize(frame[:height // k * k, :width // k * k], (width // k, height // k),
+                      interpolation=cv2.INTER_AREA), k
 
 
 # ------------------------------------------------------------------ Haar
@@ -102,20 +115,17 @@ def _haar(frames: list[np.ndarray], cfg: dict) -> list[Face | None]:
 def _mtcnn(frames: list[np.ndarray], cfg: dict) -> list[Face | None]:
     from .mtcnn import load_mtcnn
 
-    small, scales = [], []
-    for frame in frames:
-        scaled, scale = downscale(frame, cfg.get("detect_size", DETECT_MAX_SIDE))
-        small.append(scaled[..., ::-1])  # BGR -> RGB
-        scales.append(scale)
+    small, factors = zip(*(shrink(frame, cfg.get("detect_size", DETECT_MAX_SIDE)) for frame in frames))
     out: list[Face | None] = [None] * len(frames)
     by_shape: dict[tuple, list[int]] = {}
     for i, image in enumerate(small):  # one batch per frame size (a clip has one)
         by_shape.setdefault(image.shape, []).append(i)
     for shape, members in by_shape.items():
-        found = load_mtcnn().detect(np.stack([small[i] for i in members]), cfg["min_face"] * min(shape[:2]))
+        batch = np.stack([small[i] for i in members])[..., ::-1]  # BGR -> RGB
+        found = load_mtcnn().detect(batch, cfg["min_face"] * min(shape[:2]))
         for i, (boxes, scores, points) in zip(members, found):
             if len(boxes):
-                out[i] = _largest(boxes, scores, points, scales[i])
+                out[i] = _largest(boxes, scores, points, 1 / factors[i])
     return out
 
 
@@ -153,14 +163,11 @@ def detect_near(frames: list[np.ndarray], boxes: list[Box], cfg: dict) -> list[F
 def _mtcnn_near(frames: list[np.ndarray], boxes: list[Box], cfg: dict) -> list[Face | None]:
     from .mtcnn import THRESHOLDS, load_mtcnn
 
-    small, scales = zip(*(downscale(f, cfg.get("detect_size", DETECT_MAX_SIDE)) for f in frames))
-    if len({image.shape for image in small}) > 1:  # not one clip's frames: no batch
-        return [_mtcnn_near([f], [b], cfg)[0] for f, b in zip(frames, boxes)]
-    given = np.array([(x * s, y * s, (x + w) * s, (y + h) * s) for (x, y, w, h), s in zip(boxes, scales)])
-    refined, scores, points = load_mtcnn().refine(np.stack([image[..., ::-1] for image in small]), given)
+    given = np.array([(x, y, x + w, y + h) for x, y, w, h in boxes], dtype=np.float32)
+    refined, scores, points = load_mtcnn().refine(frames, given, bgr=True)  # crops from the full frames
     out: list[Face | None] = []
-    for box, k in zip(boxes, range(len(boxes))):
-        face = _largest(refined[k:k + 1], scores[k:k + 1], points[k:k + 1], scales[k])
+    for k, box in enumerate(boxes):
+        face = _largest(refined[k:k + 1], scores[k:k + 1], points[k:k + 1], 1.0)
         ok = scores[k] > THRESHOLDS[2] and _iou(face.box, box) >= cfg.get("track_iou", 0.7)
         out.append(face if ok else None)
     return out

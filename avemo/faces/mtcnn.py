@@ -167,11 +167,12 @@ class MTCNN(nn.Module):
         return boxes[pick], ids[pick], points[pick]
 
     @torch.inference_mode()
-    def refine(self, images: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """O-Net alone on one given box (x1, y1, x2, y2) per image of (n, h, w, 3) RGB uint8: the refined
-        boxes, their face probabilities and landmarks. A cheap check of a face predicted by tracking."""
+    def refine(self, images, boxes: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """O-Net alone on one given box (x1, y1, x2, y2) per image (a sequence of uint8 images, RGB or
+        `bgr`): the refined boxes, their face probabilities and landmarks. A cheap check of a face
+        predicted by tracking."""
         box = _square(torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4))
-        reg, marks, probs = self.onet(_crops(np.ascontiguousarray(images), box, torch.arange(len(box)), 48))
+        reg, marks, probs = self.onet(_crops(images, box, torch.arange(len(box)), 48, bgr))
         return _regress(box, reg).numpy(), probs[:, 1].numpy(), _landmarks(box, marks).numpy()
 
 
@@ -206,21 +207,21 @@ def _square(boxes):
 
 def _normalise(batch: np.ndarray) -> torch.Tensor:
     """(n, h, w, 3) uint8 -> (n, 3, h, w) float in about [-1, 1], channels-last in memory."""
-    return ((torch.from_numpy(batch).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125).contiguous(
+    return ((torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125).contiguous(
         memory_format=LAYOUT)
 
 
-def _crops(images: np.ndarray, boxes, ids, size: int) -> torch.Tensor:
+def _crops(images, boxes, ids, size: int, bgr: bool = False) -> torch.Tensor:
     """Each box's pixels, clipped to its image and truncated to whole pixels as facenet-pytorch's pad,
-    area-resampled to size x size."""
-    h, w = images.shape[1:3]
+    area-resampled to size x size (`images`: an (n, h, w, 3) array or a sequence of equal-sized images)."""
+    h, w = images[0].shape[:2]
     coords = boxes[:, :4].trunc().int().tolist()
     out = np.empty((len(coords), size, size, 3), dtype=np.uint8)
     for k, ((x1, y1, x2, y2), image) in enumerate(zip(coords, ids.tolist())):
         x1, y1 = min(max(x1, 1), w) - 1, min(max(y1, 1), h) - 1
         x2, y2 = max(min(x2, w), x1 + 1), max(min(y2, h), y1 + 1)
-        out[k] = cv2.resize(images[image, y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
-    return _normalise(out)
+        out[k] = cv2.resize(images[image][y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+    return _normalise(out[..., ::-1] if bgr else out)
 
 
 def _nms_min(boxes, ids, threshold: float):

@@ -5,41 +5,8 @@ gives the latent vector that fusion models combine. Inputs (avemo.data.INPUTS): 
 image), and speech encoder states 'whisper', 'wav2vec2', 'hubert', 'wavlm' (steps x D)."""
 from __future__ import annotations
 
-from torch import nn
-
-from ..io import choice
-from .audio import EmbeddingMLP, SpectrogramCNN, WaveCNN
+from . import audio, fusion, late, video  # noqa: F401  (each registers its architectures)
 from .blocks import N_CLASSES
-from .fusion import AVFrameLSTM, ConcatFusion, CrossModalAttentionFusion, SnippetCrossAttention
-from .late import LateFusion
-from .video import FrameCNNSequence, FrameSequence, FrameVoting, Video3D
-
-ARCHITECTURES = {
-    "logmel_cnn": SpectrogramCNN,
-    "spectrogram_cnn": SpectrogramCNN,
-    "wave_cnn": WaveCNN,
-    "embedding_mlp": EmbeddingMLP,
-    "frame_sequence": FrameSequence,
-    "frame_voting": FrameVoting,
-    "frame_cnn_sequence": FrameCNNSequence,
-    "video3d": Video3D,
-    "concat_fusion": ConcatFusion,
-    "cross_attention_fusion": CrossModalAttentionFusion,
-    "snippet_cross_attention": SnippetCrossAttention,
-    "av_frame_lstm": AVFrameLSTM,
-    "late_fusion": LateFusion,
-}
-
-
-def build_model(architecture: str, shapes: dict, args: dict) -> nn.Module:
-    choice(architecture, ARCHITECTURES, "architecture")
-    return ARCHITECTURES[architecture](shapes, **args)
-
-
-def model_inputs(architecture: str, args: dict) -> tuple[str, ...]:
-    """Input names a model needs, known before any data is loaded."""
-    choice(architecture, ARCHITECTURES, "architecture")
-    return ARCHITECTURES[architecture].input_names(args)
-
+from .registry import ARCHITECTURES, build_model, model_inputs
 
 __all__ = ["ARCHITECTURES", "N_CLASSES", "build_model", "model_inputs"]

@@ -7,9 +7,18 @@ import torchaudio
 from torch import nn
 
 from ..io import choice
-from .blocks import POOLINGS, Classifier, SequencePool, classifier, conv_stack_2d, mean_max_pool
+from .blocks import (
+    POOLINGS,
+    Classifier,
+    SequencePool,
+    classifier,
+    conv_stack_2d,
+    mean_max_pool,
+)
+from .registry import register
 
 
+@register("logmel_cnn", "spectrogram_cnn")
 class SpectrogramCNN(Classifier):
     """2D CNN over a (mels x frames) log-mel spectrogram, or over MFCCs computed from the waveform."""
 
@@ -39,6 +48,7 @@ class SpectrogramCNN(Classifier):
         return self.project(mean_max_pool(self.features(self.spectrogram(batch)), (2, 3)))
 
 
+@register("wave_cnn")
 class WaveCNN(Classifier):
     """1D CNN on the raw waveform. Trains on random windows of `context_s` seconds; at evaluation the
     logits of windows spread over the whole clip are averaged (the original design compared short and
@@ -80,6 +90,7 @@ class WaveCNN(Classifier):
         return latent.reshape(b, w, -1).mean(dim=1)
 
 
+@register("embedding_mlp")
 class EmbeddingMLP(Classifier):
     """MLP (or, with `hidden: 0`, a linear classifier: multinomial logistic regression) over pooled
     inputs side by side: vectors as they are (e.g. the ImageNet embedding of a spectrogram image), and

@@ -6,19 +6,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..io import choice
 from ..errors import ParamError
-from .blocks import (ChannelAttention, Classifier, chunked, classifier, image_feature_map, joined, joined_shape,
-                     residual_attention)
+from ..io import choice
+from .blocks import (
+    ChannelAttention,
+    Classifier,
+    chunked,
+    classifier,
+    image_feature_map,
+    joined,
+    joined_shape,
+    residual_attention,
+)
+from .registry import build_model, model_inputs, register
 
 
+@register("concat_fusion")
 class ConcatFusion(Classifier):
     """Audio and video encoders; their latent vectors concatenated -> dense layers."""
 
     def __init__(self, shapes: dict, audio: dict, video: dict, hidden: int = 128, dropout: float = 0.5):
         super().__init__()
-        from . import build_model
-
         self.audio = build_model(audio["model"], shapes, audio.get("args", {}))
         self.video = build_model(video["model"], shapes, video.get("args", {}))
         self.latent_size = self.audio.latent_size + self.video.latent_size
@@ -26,8 +34,6 @@ class ConcatFusion(Classifier):
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        from . import model_inputs
-
         return tuple(dict.fromkeys(model_inputs(args["audio"]["model"], args["audio"].get("args", {}))
                                    + model_inputs(args["video"]["model"], args["video"].get("args", {}))))
 
@@ -64,6 +70,7 @@ class CrossModalFusionMixin:
                                                  margin=self.triplet_margin)
 
 
+@register("cross_attention_fusion")
 class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
     """After Mocanu, Tapu & Zaharia: visual channel and temporal attention over the per-frame features,
     audio temporal attention over the log-mel CNN's time steps, multi-head cross attention in both
@@ -103,6 +110,7 @@ class CrossModalAttentionFusion(CrossModalFusionMixin, Classifier):
         return self.fuse(self._audio(batch["logmel"]), video)
 
 
+@register("snippet_cross_attention")
 class SnippetCrossAttention(CrossModalFusionMixin, Classifier):
     """Mocanu, Tapu & Zaharia's cross-modal attention fusion end to end over the face crops ('frames')
     and the log-mel.
@@ -191,6 +199,7 @@ def frame_slice_weights(n_frames: int, steps: int, clip_s: float, offset_s: floa
     return ((column[None] >= start[:, None]) & (column[None] < end[:, None])).float()
 
 
+@register("av_frame_lstm")
 class AVFrameLSTM(Classifier):
     """Per-frame audio-visual model: each face frame's features (`video_inputs`, ImageNet embeddings by default) is paired
     with the log-mel slice heard around that frame; (bi)LSTM over the frames, mean, classifier.

@@ -7,10 +7,12 @@ from torch import nn
 
 from ..io import choice
 from .blocks import Classifier
+from .registry import build_model, model_inputs, register
 
 FUSION_WEIGHTS = ("learned", "equal")
 
 
+@register("late_fusion")
 class LateFusion(Classifier):
     """Branches, e.g. a linear classifier on pooled Whisper states (audio) and one on pooled FER2013 +
     ImageNet face features (video), each trained on its own loss (weight `branch_loss`) and on the
@@ -19,8 +21,6 @@ class LateFusion(Classifier):
 
     def __init__(self, shapes: dict, branches: dict, weights: str = "learned", branch_loss: float = 1.0):
         super().__init__()
-        from . import build_model
-
         self.branches = nn.ModuleDict({name: build_model(spec["model"], shapes, spec.get("args", {}))
                                        for name, spec in branches.items()})
         self.learned = choice(weights, FUSION_WEIGHTS, "args.weights") == "learned"
@@ -30,8 +30,6 @@ class LateFusion(Classifier):
 
     @staticmethod
     def input_names(args: dict) -> tuple[str, ...]:
-        from . import model_inputs
-
         names = [n for spec in args["branches"].values() for n in model_inputs(spec["model"], spec.get("args", {}))]
         return tuple(dict.fromkeys(names))
 

@@ -7,19 +7,27 @@ import torch
 import torch.utils.checkpoint
 import torchvision
 from torch import nn
-from torchvision.models.video.resnet import BasicBlock, BasicStem, Bottleneck, Conv3DSimple, VideoResNet
+from torchvision.models.video.resnet import (
+    BasicBlock,
+    BasicStem,
+    Bottleneck,
+    Conv3DSimple,
+    VideoResNet,
+)
 
 from ..aggregate import AGGREGATIONS
 from ..encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-from ..io import choice
 from ..errors import ParamError, StageError
+from ..io import choice
 from ..video import sample_indices
 from .blocks import N_CLASSES, Classifier, chunked, classifier, joined, joined_shape
+from .registry import register
 
 KINETICS_MEAN = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 3, 1, 1, 1)
 KINETICS_STD = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 3, 1, 1, 1)
 
 
+@register("frame_sequence")
 class FrameSequence(Classifier):
     """Per-frame features (frames x D; several per-frame inputs side by side, e.g. FER2013 expression
     features and ImageNet embeddings) -> projection -> LSTM or Transformer encoder -> mean over time."""
@@ -55,6 +63,7 @@ class FrameSequence(Classifier):
         return self.sequence_features(batch).mean(dim=1)
 
 
+@register("frame_voting")
 class FrameVoting(Classifier):
     """Per-frame classifier on frame embeddings (the backbone is features.backbone), trained on every
     frame with the clip's label; the clip decision aggregates frames by probability sum or majority
@@ -103,6 +112,7 @@ def frames_to_clip(frames: torch.Tensor) -> torch.Tensor:
     return normalize_frames(frames, KINETICS_MEAN, KINETICS_STD).transpose(1, 2)
 
 
+@register("frame_cnn_sequence")
 class FrameCNNSequence(Classifier):
     """End-to-end CNN + RNN over the raw face crops: a torchvision ImageNet 2D backbone (resnet18,
     resnet50, mobilenet_v2...) embeds every frame, an LSTM or bidirectional LSTM runs over the frame
@@ -245,6 +255,7 @@ class Plain3DCNN(nn.Module):
 VIDEO_BACKBONES = ("plain3d", "r3d_18", "r3d_101", "mvit_v2_s")
 
 
+@register("video3d")
 class Video3D(Classifier):
     """Clip classifiers over the stacked face crops: plain 3D CNN, torchvision r3d_18 (3D ResNet-18),
     r3d_101 (3D ResNet-101 in the same layout, see video_resnet) or mvit_v2_s (MViTv2-S; frames resized

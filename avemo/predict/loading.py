@@ -9,7 +9,8 @@ import torch
 
 from ..errors import StageError
 from ..models import model_inputs
-from ..training import load_checkpoint
+from ..normalize import ProtocolNormalizer
+from ..training import as_tensors, load_checkpoint, predict_proba
 from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
 
 # The repository the package is installed from (an editable install runs avemo/ from the repository root).
@@ -32,7 +33,8 @@ def models_dir_or_default(models_dir: str | Path | None) -> Path:
 
 
 def available_models(models_dir: str | Path | None = None) -> list[str]:
-    return sorted(p.stem for p in models_dir_or_default(models_dir).glob("*.pt"))
+    directory = models_dir_or_default(models_dir)
+    return sorted(p.stem for p in [*directory.glob("*.pt"), *directory.glob("baselines/*.joblib")])
 
 
 def _available_text(models_dir: Path) -> str:
@@ -41,9 +43,12 @@ def _available_text(models_dir: Path) -> str:
 
 
 def resolve_model(model: str | Path, models_dir: str | Path | None = None) -> Path:
-    """models/<name>.pt for a bare name, else the checkpoint path itself; a clear error if missing."""
+    """models/<name>.pt (a network) or models/baselines/<name>.joblib (a baseline) for a bare name, else the
+    path itself; a clear error if missing."""
     models_dir, text = models_dir_or_default(models_dir), str(model)
-    if text.endswith(".pt") or os.sep in text or "/" in text:
+    if text.startswith("baseline_") and (models_dir / "baselines" / f"{text}.joblib").is_file():
+        return models_dir / "baselines" / f"{text}.joblib"
+    if text.endswith((".pt", ".joblib")) or os.sep in text or "/" in text:
         path = Path(text)
         if not path.is_file():
             raise StageError(f"{path}: checkpoint not found; models in {models_dir}: {_available_text(models_dir)}")
@@ -87,14 +92,41 @@ def check_shapes(path: Path, shapes: dict, info: dict) -> None:
 
 
 def load_predictor(model: str | Path, models_dir: str | Path | None = None) -> Predictor:
-    """A model name in `models_dir` (default: default_models_dir()) or a checkpoint path -> a Predictor."""
+    """A model name in `models_dir` (default: default_models_dir()), or a network checkpoint (.pt) or
+    baseline bundle (.joblib) path -> a Predictor."""
     path = resolve_model(model, models_dir)
+    if path.suffix == ".joblib":
+        return baseline_predictor(path)
     net, norm, checkpoint = read_checkpoint(path)
     cfg = checkpoint["config"]
     prep = preprocessing_of(checkpoint, path)
     check_shapes(path, checkpoint["shapes"], checkpoint["feature_info"])
     needs = tuple(model_inputs(cfg["architecture"], cfg.get("args", {})))
-    return Predictor(str(cfg.get("model", path.stem)), path, net, norm, checkpoint, prep, "checkpoint", needs)
+
+    def classify(inputs: dict, protocol: str):
+        return predict_proba(net, as_tensors(inputs), torch.device("cpu"))
+
+    return Predictor(str(cfg.get("model", path.stem)), path, classify, norm, checkpoint, prep, "checkpoint", needs)
+
+
+def baseline_predictor(path: Path) -> Predictor:
+    """A classical baseline's bundle (models/baselines/NAME.joblib): pooled encoder features, its scikit-learn
+    pipeline(s), and for the late-fusion classifier the fusion weights of each protocol."""
+    from ..baselines.stage import bundle_classifier
+
+    try:
+        import joblib
+
+        bundle = joblib.load(path)
+        norm = ProtocolNormalizer.from_state_dict(bundle["normalization"])
+        info = bundle["feature_info"]
+    except Exception as err:  # noqa: BLE001 - pickle and joblib raise many unrelated types for a bad file
+        raise StageError(f"{path}: not a readable baseline bundle ({type(err).__name__}); retrain it with `dvc repro`") from None
+    classify, pool = bundle_classifier(bundle)
+    checkpoint = {"feature_info": info, "normalization": bundle["normalization"], "classes": bundle.get("classes")}
+    name = bundle.get("name", path.stem)
+    return Predictor(name, path, classify, norm, checkpoint, preprocessing_of(checkpoint, path), "bundle",
+                     tuple(info), pool)
 
 
 def models_of_kind(kind: str, models_dir: str | Path | None = None) -> list[str]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 
 from ..encoders.registry import Encoder, load_encoder, modality_of
 from ..ids import EMOTIONS
 from ..modality import AUDIO_SOURCES, VIDEO_SOURCES
 from ..normalize import ProtocolNormalizer
 from ..preprocess import audio_inputs, face_inputs, strip_round_trip
-from ..training import as_tensors, predict_proba
 
 VIDEO_INPUTS = VIDEO_SOURCES  # per-frame face encoders and the face crops themselves ('frames')
 AUDIO_INPUTS = AUDIO_SOURCES  # encoders of the audio window
@@ -22,15 +21,18 @@ AUDIO_INPUTS = AUDIO_SOURCES  # encoders of the audio window
 
 @dataclass
 class Predictor:
-    """A loaded checkpoint with the preprocessing it was trained with."""
+    """A loaded model (a network's checkpoint or a classical baseline's bundle) with the preprocessing it was
+    trained with. `classify(standardised inputs, protocol) -> probabilities` runs the model; `pool` turns
+    the encoders' outputs into what it standardises (the baselines' pooled vectors), identity for networks."""
     name: str
     path: Path
-    model: torch.nn.Module
+    classify: Callable[[dict, str], np.ndarray]
     norm: ProtocolNormalizer
     checkpoint: dict
     prep: dict  # faces (crop settings), audio (sample_rate, offset_s, duration_s), encoders (name -> settings)
     prep_source: str
     needs: tuple[str, ...]
+    pool: Callable[[dict], dict] = staticmethod(lambda inputs: inputs)
     _encoders: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -77,9 +79,9 @@ class Predictor:
         """One clip's inputs (unbatched) -> its class probabilities. Without `enrolment` the clip is
         standardised with the training actors' statistics (single_clip); with it (the same inputs of k
         other clips of the person, stacked) with that person's statistics shrunk towards them."""
-        batch = {k: np.asarray(inputs[k])[None] for k in self.needs}
+        batch = self.pool({k: np.asarray(inputs[k])[None] for k in self.needs})
         if enrolment:
-            normalized = self.norm.with_enrolment(batch, {k: np.asarray(enrolment[k]) for k in self.needs})
+            normalized = self.norm.with_enrolment(batch, self.pool({k: np.asarray(enrolment[k]) for k in self.needs}))
         else:
             normalized = self.norm.single_clip(batch)
-        return predict_proba(self.model, as_tensors(normalized), torch.device("cpu"))[0]
+        return self.classify(normalized, "speaker_adapted" if enrolment else "single_clip")[0]
