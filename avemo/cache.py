@@ -29,6 +29,7 @@ from .io import remove_stale_temporaries, write_bytes, write_json
 FORMAT = 1  # bump to invalidate every entry written by an older layout
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
+COUNTS = ("hits", "misses", "rejected", "store_failures")
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:
@@ -183,6 +184,28 @@ class ClipCache:
         if keep(result):
             self.put(key, source, result, outputs)
         return result
+
+    # A ClipCache travels to worker processes (avemo.parallel) without its lock; each process counts its own
+    # hits and misses, which the parent adds up from what `take_counts` returns with every result.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def take_counts(self) -> dict:
+        """This process's counters and warnings since the last call, reset to zero."""
+        counts = {key: getattr(self, key) for key in COUNTS}
+        counts["warnings"] = list(self.warnings)
+        for key in COUNTS:
+            setattr(self, key, 0)
+        self.warnings.clear()
+        return counts
+
+    def add_counts(self, counts: dict) -> None:
+        for key in COUNTS:
+            setattr(self, key, getattr(self, key) + counts[key])
+        self.warnings.extend(counts["warnings"][:max(0, 20 - len(self.warnings))])
 
     def summary(self) -> dict:
         return {"dir": str(self.dir) if self.dir else None, "hits": self.hits, "misses": self.misses,

@@ -182,3 +182,21 @@ def test_every_model_of_params_yaml_fits_the_input_slots():
     for name, model in PARAMS["models"].items():
         inputs = model_inputs(model["architecture"], model.get("args", {}))
         assert 1 <= len(set(inputs)) <= INPUT_SLOTS, name
+
+
+def test_avemo_profile_rewrites_run_and_keeps_every_comment(tmp_path):
+    from avemo.io import load_params
+    from avemo.pipeline import main as profile_main, write_profile
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    comments = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("#")]
+    run = write_profile(path, "full")
+    written = load_params(path=path)
+    assert written["profile"] == "full" and written["run"] == run == run_section(written, "full")
+    assert len(run["models"]) == len(PARAMS["profiles"]["full"]["models"]) and run["cv_folds"]
+    assert all(comment in path.read_text() for comment in comments)
+    profile_main(["--check", "--params", str(path)])  # passes: exits only on a mismatch
+    with pytest.raises(SystemExit) as stale:
+        profile_main(["default", "--check", "--params", str(path)])
+    assert stale.value.code == 1

@@ -104,7 +104,7 @@ def test_fer_sees_neutral_on_a_neutral_face_and_less_so_on_a_surprised_one(hd_di
         top[name] = [FER_CLASSES[i] for i in values[:, :7].argmax(axis=1)]
         surprise[name] = float(np.exp(values[:, FER_CLASSES.index("surprise")]).mean())
     neutral_frames = {name: labels.count("neutral") for name, labels in top.items()}
-    assert neutral_frames[NEUTRAL] >= 12, top[NEUTRAL]  # most of the 16 frames
+    assert neutral_frames[NEUTRAL] > 16 / 2, top[NEUTRAL]  # most of the 16 frames
     assert neutral_frames[SURPRISED] < neutral_frames[NEUTRAL], top
     assert "surprise" in top[SURPRISED] and "surprise" not in top[NEUTRAL]
     assert surprise[SURPRISED] > 2 * surprise[NEUTRAL]

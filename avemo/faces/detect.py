@@ -5,7 +5,8 @@
   haar   OpenCV's frontal Haar cascade (the original detector): no landmarks, misses turned or
          occluded faces, finds false faces in texture.
 
-Both run on the frame scaled down to `detect_size` pixels on its longer side and map the box back to
+Both run on the frame reduced to `detect_size` pixels or less on its longer side (mtcnn: by a whole
+factor, OpenCV's fast path; haar: to exactly that size, as it always did) and map the box back to
 full-frame pixels; the largest face of a frame is kept. MTCNN's box runs from hairline to chin and is
 taller than wide; it is stored as the square of the same centre and area, which frames the face like
 Haar's box, so that `faces.margin` means the same for both detectors."""

@@ -7,9 +7,7 @@ to a temporary name and renamed when complete; the first write failure (full dis
 and leaves the previous output as it was."""
 from __future__ import annotations
 
-import copyreg
 import numbers
-import threading
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +27,6 @@ HERE = Path(__file__).resolve().parent
 CODE = sorted(HERE.glob("*.py")) + [HERE.parent / "video.py"]  # their change invalidates cached results
 NOT_OUTPUT_PARAMS = ("workers",)  # every other key of `faces` changes the crops
 CACHED = ("ok", "no_face")  # properties of the file's bytes; a failure may be transient: recomputed
-COUNTS = ("hits", "misses", "rejected", "store_failures")
 
 
 def _number(cfg: dict, key: str, ok, rule: str, whole: bool = False):
@@ -97,22 +94,6 @@ def process_clip(video: Path, cfg: dict, out: Path) -> dict:
     return result
 
 
-def _take_counts(cache: ClipCache) -> dict:
-    """The cache counters of this process since the last call (a worker's copy never reaches the parent)."""
-    counts = {key: getattr(cache, key) for key in COUNTS}
-    counts["warnings"] = list(cache.warnings)
-    for key in COUNTS:
-        setattr(cache, key, 0)
-    cache.warnings.clear()
-    return counts
-
-
-def _add_counts(cache: ClipCache, counts: dict) -> None:
-    for key in COUNTS:
-        setattr(cache, key, getattr(cache, key) + counts[key])
-    cache.warnings.extend(counts["warnings"][:max(0, 20 - len(cache.warnings))])
-
-
 def clip_job(job: dict, file: str) -> dict:
     """One clip through the cache (runs in a worker process): its result and the cache counters it moved."""
     raw, tmp, cache, cfg = job["raw"], job["tmp"], job["cache"], job["cfg"]
@@ -125,21 +106,7 @@ def clip_job(job: dict, file: str) -> dict:
         result = {**result, "clip": video.stem}  # the key is the content: same bytes, other name
     except OSError as err:  # could not write the strip: full disk, size limit...
         result = {"clip": video.stem, "status": "write_failed", "message": str(as_final(err, tmp, job["out"]))}
-    return {"result": result, "cache": _take_counts(cache)}
-
-
-def _rebuild_cache(state: dict) -> ClipCache:
-    cache = object.__new__(ClipCache)
-    cache.__dict__.update(state, _lock=threading.Lock())
-    return cache
-
-
-def _reduce_cache(cache: ClipCache):
-    """A ClipCache travels to worker processes without its lock (each process has its own counters)."""
-    return _rebuild_cache, ({k: v for k, v in cache.__dict__.items() if k != "_lock"},)
-
-
-copyreg.pickle(ClipCache, _reduce_cache)
+    return {"result": result, "cache": cache.take_counts()}
 
 
 def one_detector_thread() -> None:
@@ -176,7 +143,7 @@ def run(cfg: dict, raw: Path, out: Path, cache_dir: Path | None = None) -> dict:
                          preload=("avemo.faces.mtcnn", "av") if detector_name(cfg) == "mtcnn" else ("av",))
         for item in done:
             if item is not None:
-                _add_counts(cache, item["cache"])
+                cache.add_counts(item["cache"])
         results = [item["result"] for item in done if item is not None]
         failed_writes = [r["message"] for r in results if r["status"] == "write_failed"]
         if failed_writes:

@@ -29,7 +29,7 @@ from .sources import file_seconds
 from .stream import run_stream
 from .timeline import frame_annotations, frame_rows, summary
 
-DEFAULT_MODEL = "fusion_concat"
+DEFAULT_MODEL = "av_late_fusion"
 MAX_CLIP_S = 10.0  # `--mode auto`: longer files get the sliding-window timeline
 
 

@@ -71,7 +71,7 @@ def video_or_fallback(path: Path, predictor: Predictor, fallback: Predictor | No
     track, video_error = read_faces(path, predictor.prep["faces"])
     if track is not None and any(track.detected):
         return track, predictor, None, []
-    audio = read_audio(path, (fallback or predictor).prep["audio"]["sample_rate"])
+    audio = read_audio(path, (fallback or predictor).sample_rate)
     if track is None and audio.status == "no_audio":
         raise StageError(video_error)  # neither decodable video nor audio
     reason = (f"{path}: no face found in any of the {predictor.prep['faces']['n_frames']} sampled frames"

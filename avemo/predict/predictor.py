@@ -53,6 +53,16 @@ class Predictor:
         return f"{'an' if self.kind.startswith('a') else 'a'} {self.kind} model"
 
     @property
+    def sample_rate(self) -> int:
+        """The audio rate of its encoders (16 kHz for a video-only model, when its fallback reads a file)."""
+        return (self.prep.get("audio") or {}).get("sample_rate", 16000)
+
+    @property
+    def window_s(self) -> float:
+        """Stream windows' default length: its audio window, else 3 s (RAVDESS clips are 3-5 s)."""
+        return (self.prep.get("audio") or {}).get("duration_s", 3.0)
+
+    @property
     def classes(self) -> list[str]:
         return list(self.checkpoint.get("classes") or EMOTIONS)
 
@@ -61,9 +71,8 @@ class Predictor:
         wanted = [n for n in self.needs if n != "frames" and modality_of(n) == modality]
         for name in wanted:
             if name not in self._encoders:
-                rate = self.prep["audio"]["sample_rate"] if self.prep.get("audio") else 16000
                 cfg = dict(self.prep["encoders"][name])
-                self._encoders[name] = load_encoder(name, cfg, rate, cfg.get("logmel"))
+                self._encoders[name] = load_encoder(name, cfg, self.sample_rate, cfg.get("logmel"))
         return {name: self._encoders[name] for name in wanted}
 
     def video_inputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:

@@ -103,7 +103,7 @@ def source_grid(capture, name: str, predictor: Predictor, window_s: float | None
         notes.append(f"{name}: no usable frame rate reported ({fps}); assuming {DEFAULT_FPS:g} fps")
         fps = DEFAULT_FPS
     total = None if live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    return make_grid(fps, window_s or predictor.prep["audio"]["duration_s"], hop_s,
+    return make_grid(fps, window_s or predictor.window_s, hop_s,
                      predictor.prep["faces"]["n_frames"], total)
 
 

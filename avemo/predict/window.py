@@ -10,7 +10,7 @@ import numpy as np
 
 from ..audio import fix_length
 from ..errors import StageError
-from ..video import detect_largest_face, square_crop
+from ..video import detect_face, square_crop
 from .output import probability_dict
 from .predictor import Predictor
 
@@ -128,7 +128,7 @@ class WindowPredictor:
     def add_frame(self, index: int, frame: np.ndarray) -> None:
         """Detect the face on one sampled frame, crop it with the last box found, fill the grid points due."""
         cfg = self.faces
-        box = detect_largest_face(frame, cfg["scale_factor"], cfg["min_neighbors"], cfg["min_face"])
+        box, _ = detect_face(frame, cfg)  # the faces stage's detector (faces.detector of the checkpoint)
         if box is not None:
             self.last_box = box
         self.detections[index] = box
