@@ -119,10 +119,11 @@ def test_pooled_sets_are_mean_and_std_over_frames_and_steps_side_by_side(sample_
     features = sample_data.features("fer").parent
     for name in ("imagenet", "whisper"):
         sample_data.features(name)
-    data, weights = load_pooled_set("whisper_fer_imagenet", sample_data.metadata, features)
+    data, infos = load_pooled_set("whisper_fer_imagenet", sample_data.metadata, features)
     assert list(data.inputs) == ["whisper", "fer", "imagenet"] and len(data.clips) == 56
-    assert weights == {"whisper": "whisper-base:openai", "fer": "mini_xception:fer2013",
-                       "imagenet": "mobilenet_v2:IMAGENET1K_V1"}
+    assert infos == {name: read_json(features / name / "info.json") for name in data.inputs}  # what made them
+    assert {name: info["weights"] for name, info in infos.items()} == {
+        "whisper": "whisper-base:openai", "fer": "mini_xception:fer2013", "imagenet": "mobilenet_v2:IMAGENET1K_V1"}
     for name in data.inputs:
         with np.load(features / name / "features.npz") as arrays:
             index = {c: i for i, c in enumerate(arrays["clips"])}

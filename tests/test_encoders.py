@@ -1,11 +1,9 @@
 """Each input encoder on real clips: loads from the offline caches (torch hub, Hugging Face hub), gives the
 documented shapes through the one per-clip path (avemo.preprocess), and without its weights ends in one
 line naming the file or the script that puts it there."""
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ and videos made by ffmpeg that are not RAVDESS, with real tiny models trained on
 format: the encode stages' feature_info, the protocol statistics)."""
 import csv
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -141,6 +140,54 @@ def test_single_clip_predictions_equal_the_evaluation_of_the_checkpoint(sample_d
         expected = rows.loc[clip, list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64)
         assert result.label == rows.loc[clip, list(PROBABILITY_COLUMNS)].astype(float).idxmax()[2:]
         np.testing.assert_allclose(result.probs, expected, atol=1e-5)
+    # --enroll with every other clip of the person is the evaluation's speaker_adapted protocol
+    check_enrolled_equals_speaker_adapted(sample_data, models[name], tmp_path / "p.csv", clips[0], tmp_path)
+
+
+def actor_folder(sample_data, actor: int, where: Path) -> Path:
+    """The sample's clips of one actor in a folder of their own (what a user gives --enroll)."""
+    folder = where / f"actor{actor:02d}"
+    folder.mkdir()
+    for clip in sorted((sample_data.raw / "clips").glob(f"*-{actor:02d}.mp4")):
+        shutil.copy(clip, folder)
+    return folder
+
+
+def check_enrolled_equals_speaker_adapted(sample_data, predictor, predictions: Path, clip: str, where: Path):
+    from avemo.metrics import PROBABILITY_COLUMNS
+
+    rows = pd.read_csv(predictions)
+    rows = rows[(rows["split"] == "test") & (rows["protocol"] == "speaker_adapted")].set_index("clip")
+    folder = actor_folder(sample_data, int(clip[-2:]), where)
+    enrolment = build_enrolment([folder], predictor, folder / f"{clip}.mp4")
+    assert enrolment.count == 7 and len(enrolment.skipped) == 1  # the person's 7 other clips
+    result = predict_clip(folder / f"{clip}.mp4", predictor, enrolment=enrolment)
+    assert result.protocol == "speaker_adapted"
+    np.testing.assert_allclose(result.probs, rows.loc[clip, list(PROBABILITY_COLUMNS)].to_numpy(float), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_baseline_bundle_predicts_a_clip_as_its_evaluation_did(sample_data, tmp_path):
+    """A classical baseline (late-fusion logistic regressions on pooled Whisper and FER2013 features) as a
+    predict model: its bundle gives the single-clip and speaker-adapted probabilities of its evaluation."""
+    from avemo.baselines.stage import run_baseline
+    from avemo.metrics import PROBABILITY_COLUMNS
+
+    params = sample_data.params()
+    features = sample_data.features("whisper").parent
+    sample_data.features("fer")
+    cfg = {**params["baselines"], "cv_folds": 2, "grids": {"logreg": {"C": [0.01, 1.0]}}}
+    bundle = tmp_path / "models" / "baselines" / "baseline_whisper_fer_late_logreg.joblib"
+    run_baseline(cfg, params["split"], params["train_defaults"], "whisper_fer", "late_logreg", sample_data.metadata,
+                 tmp_path / "b.json", bundle, features, tmp_path / "b.csv")
+    predictor = load_predictor("baseline_whisper_fer_late_logreg", tmp_path / "models")
+    assert predictor.kind == "audio+video" and set(predictor.needs) == {"whisper", "fer"}
+    rows = pd.read_csv(tmp_path / "b.csv")
+    rows = rows[(rows["split"] == "test") & (rows["protocol"] == "single_clip")].set_index("clip")
+    clip = sorted(c for c in rows.index if c.endswith("-18"))[0]
+    result = predict_clip(sample_data.raw / "clips" / f"{clip}.mp4", predictor)
+    np.testing.assert_allclose(result.probs, rows.loc[clip, list(PROBABILITY_COLUMNS)].to_numpy(float), atol=1e-5)
+    check_enrolled_equals_speaker_adapted(sample_data, predictor, tmp_path / "b.csv", clip, tmp_path)
 
 
 @pytest.mark.slow
