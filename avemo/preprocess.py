@@ -4,13 +4,16 @@ the encode stages for every clip of the data set and by `predict` for a new vide
 Video: the faces stage's crops as stored (a JPEG strip, read back) -> each video encoder -> per-frame
 features. Audio: the 16-bit mono wav of extract_audio -> the fixed window (audio.offset_s,
 audio.duration_s, zero-padded) -> each audio encoder. Every encoder output is stored as float16, so the
-inputs a model sees are float16-rounded, in training and in predict alike."""
+inputs a model sees are float16-rounded, in training and in predict alike. Encoders run on one thread
+(BLAS and OpenMP pools included): more threads change the order of floating-point sums, and with it the
+last bits of the stored features, which would then depend on the machine and the environment."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .audio import fix_length
 from .encoders.registry import Encoder
@@ -42,7 +45,8 @@ def strip_round_trip(crops: np.ndarray) -> np.ndarray:
 def face_inputs(crops: np.ndarray, encoders: dict[str, Encoder], with_frames: bool = False) -> dict[str, np.ndarray]:
     """Stored face crops (n, s, s, 3) uint8 BGR -> every video encoder's per-frame features (n, d), and the
     crops themselves as input 'frames' when asked."""
-    out = {name: stored(encoder.encode(crops)) for name, encoder in encoders.items()}
+    with threadpool_limits(limits=1):
+        out = {name: stored(encoder.encode(crops)) for name, encoder in encoders.items()}
     if with_frames:
         out["frames"] = crops
     return out
@@ -50,4 +54,5 @@ def face_inputs(crops: np.ndarray, encoders: dict[str, Encoder], with_frames: bo
 
 def audio_inputs(window: np.ndarray, encoders: dict[str, Encoder]) -> dict[str, np.ndarray]:
     """The audio window -> every audio encoder's output."""
-    return {name: stored(encoder.encode(window)) for name, encoder in encoders.items()}
+    with threadpool_limits(limits=1):
+        return {name: stored(encoder.encode(window)) for name, encoder in encoders.items()}

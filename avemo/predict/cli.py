@@ -29,7 +29,7 @@ from .sources import file_seconds
 from .stream import run_stream
 from .timeline import frame_annotations, frame_rows, summary
 
-DEFAULT_MODEL = "av_late_fusion"
+DEFAULT_MODEL = "baseline_whisper_fer_imagenet_late_logreg"  # the best single-clip model on validation actors (README)
 MAX_CLIP_S = 10.0  # `--mode auto`: longer files get the sliding-window timeline
 
 

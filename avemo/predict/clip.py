@@ -68,13 +68,13 @@ def no_face_error(path: Path, predictor: Predictor, reason: str, audio: AudioTra
 def video_or_fallback(path: Path, predictor: Predictor, fallback: Predictor | None, models_dir):
     """crop_faces for a video model; without a face (or without video), the audio fallback or a clear error.
     Returns the face track, the model to use, the audio already read (or None) and notes."""
-    track, video_error = read_faces(path, predictor.prep["faces"])
+    track, video_error = read_faces(path, predictor.faces)
     if track is not None and any(track.detected):
         return track, predictor, None, []
     audio = read_audio(path, (fallback or predictor).sample_rate)
     if track is None and audio.status == "no_audio":
         raise StageError(video_error)  # neither decodable video nor audio
-    reason = (f"{path}: no face found in any of the {predictor.prep['faces']['n_frames']} sampled frames"
+    reason = (f"{path}: no face found in any of the {predictor.faces['n_frames']} sampled frames"
               if track is not None else f"{path}: has no video stream (audio only)")
     if fallback is None or audio.status != "ok":
         raise no_face_error(path, predictor, reason, audio, models_dir, "a face" if track is not None else "video")

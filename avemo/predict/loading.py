@@ -60,10 +60,19 @@ def resolve_model(model: str | Path, models_dir: str | Path | None = None) -> Pa
     return path
 
 
+OLDER_FORMAT = "written by an older avemo (before the encode stages and the protocols); retrain it with `dvc repro`"
+
+
 def read_checkpoint(path: Path):
-    """load_checkpoint with one clear error for any file that is not a checkpoint written by `train`."""
+    """load_checkpoint with one clear error for any file that is not a checkpoint written by `train`, and
+    another for a checkpoint of the format before the encode stages."""
     try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(saved, dict) and "model" in saved and "normalization" not in saved:
+            raise StageError(f"{path}: {OLDER_FORMAT}")
         return load_checkpoint(path, "cpu")
+    except StageError:
+        raise
     except Exception as err:  # torch.load/pickle/state_dict raise many unrelated types for a bad file
         detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise StageError(f"{path}: not a readable model checkpoint ({type(err).__name__}: {detail})") from None
@@ -74,8 +83,7 @@ def preprocessing_of(checkpoint: dict, path: Path) -> dict:
     settings), audio (the window), encoders (each encoder's settings)."""
     info = checkpoint.get("feature_info") or {}
     if "normalization" not in checkpoint or any("input" not in i for i in info.values()):
-        raise StageError(f"{path}: written by an older avemo (before the encode stages and the protocols); "
-                         "retrain it with `dvc repro`")
+        raise StageError(f"{path}: {OLDER_FORMAT}")
     faces = next((i["faces"] for i in info.values() if i.get("faces")), None)
     audio = next((i["window"] for i in info.values() if i.get("window")), None)
     encoders = {name: i["config"] for name, i in info.items() if name != "frames"}

@@ -15,6 +15,9 @@ from ..modality import AUDIO_SOURCES, VIDEO_SOURCES
 from ..normalize import ProtocolNormalizer
 from ..preprocess import audio_inputs, face_inputs, strip_round_trip
 
+# The faces stage's defaults (params.yaml faces), for models that read no face: 16 frames a window, MTCNN.
+DEFAULT_FACES = {"n_frames": 16, "size": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
+                 "min_face": 0.15, "track_step": 4, "track_iou": 0.7, "align": False}
 VIDEO_INPUTS = VIDEO_SOURCES  # per-frame face encoders and the face crops themselves ('frames')
 AUDIO_INPUTS = AUDIO_SOURCES  # encoders of the audio window
 
@@ -56,6 +59,12 @@ class Predictor:
     def sample_rate(self) -> int:
         """The audio rate of its encoders (16 kHz for a video-only model, when its fallback reads a file)."""
         return (self.prep.get("audio") or {}).get("sample_rate", 16000)
+
+    @property
+    def faces(self) -> dict:
+        """Its face settings; an audio-only model (which records none) detects faces for --annotate and the
+        stream grid with the pipeline's defaults."""
+        return self.prep.get("faces") or DEFAULT_FACES
 
     @property
     def window_s(self) -> float:

@@ -104,7 +104,7 @@ def source_grid(capture, name: str, predictor: Predictor, window_s: float | None
         fps = DEFAULT_FPS
     total = None if live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     return make_grid(fps, window_s or predictor.window_s, hop_s,
-                     predictor.prep["faces"]["n_frames"], total)
+                     predictor.faces["n_frames"], total)
 
 
 def _consume(q: queue.Queue, state: WindowPredictor, stats: dict, emit) -> None:

@@ -118,7 +118,7 @@ class WindowPredictor:
         self.detect = detect
         # speaker statistics: fixed enrolment clips (--enroll) and/or the windows already seen (--adapt)
         self.enrolment, self.adapt, self.history = enrolment, adapt, []
-        self.faces = predictor.prep["faces"]
+        self.faces = predictor.faces
         self.points: dict[int, Point] = {}
         self.detections: dict[int, tuple | None] = {}
         self.next_j = 0  # grid points filled so far
