@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("metrics_dir", nargs="?", type=Path, default=Path("metrics"))
     parser.add_argument("--summary", type=Path, help="write the cross-validation summary JSON here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    print(f"Fixed split ({args.metrics_dir}); single clip is the headline:\n\n{fixed_split_table(args.metrics_dir)}")
-    print(few_clips_note(args.metrics_dir))
+    table = fixed_split_table(args.metrics_dir)
+    if table.count("\n") > 1:
+        print(f"Fixed split ({args.metrics_dir}); single clip is the headline:\n\n{table}")
+        print(few_clips_note(args.metrics_dir))
     cv_dir = args.metrics_dir / "cv"
     if any(cv_dir.glob("*.json")):
         from .cv_summary import table as cv_table
