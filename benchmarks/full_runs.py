@@ -1,14 +1,18 @@
 """Full (non-smoke) training runs of chosen models outside DVC, for a GPU machine: the train stage's
 configuration (avemo.config.model_config) with `limit_batches` lifted and any `-S key=value` overrides
-of params.yaml applied (as `dvc exp run -S` does), the same Trainer and the evaluate stage's metrics.
-Writes <out>/<model>.pt, <out>/metrics/<model>.json (evaluate format + wall time and device) and prints
-a table. Same split as params.yaml (test actors 17-20 on ravdess-lite).
+of params.yaml applied (as `dvc exp run -S` does), the same training loop (avemo.training.train) and the
+evaluate stage's metrics (avemo.evaluate.evaluate_checkpoint: both protocols, the enrolment curve).
+Writes <out>/<model>.pt, <out>/metrics/<model>.json (evaluate format + wall time and device),
+<out>/plots/<model>/, <out>/summary.json and prints a table (test WA, UA, macro-F1 under the headline
+single-clip protocol). Same split as params.yaml (test actors 17-20 on ravdess-lite).
 
   python benchmarks/full_runs.py --data DIR --models r3d_18 plain3d_cnn --out runs \
       -S models.r3d_18.train.epochs=30 -S models.r3d_18.train.batch_size=16
 
-DIR holds features/ (info.json, audio.npz ...), faces/ (strips/, tracks.json) and metadata.csv, as the
-features, faces and download stages write them.
+DIR holds what the stages write under data/: features/NAME/ (features.npz, info.json: the encode_video@NAME
+and encode_audio@NAME stages), faces/ (strips/, tracks.json, report.json: the faces stage) and metadata.csv
+(the download stage's raw/metadata.csv); each model reads the inputs it declares (avemo.models.model_inputs).
+`--data data` runs on the repository's own (metadata from data/raw/metadata.csv).
 """
 from __future__ import annotations
 
@@ -32,15 +36,27 @@ def apply_override(params: dict, assignment: str) -> None:
     target[[node, *path][-1]] = yaml.safe_load(value)
 
 
-def run(name: str, params: dict, data: Path, out: Path) -> dict:
+def input_paths(params: dict, name: str, data: Path) -> list[str]:
+    """The stage outputs model `name` reads, as the train stage gets them (avemo.pipeline.input_path) but
+    under DIR: DIR/features/NAME for an encoder's output, DIR/faces for the face crops ('frames')."""
+    from avemo.config import model_config
+    from avemo.models import model_inputs
+
+    cfg = model_config(params, name)
+    return [str(data / ("faces" if need == "frames" else f"features/{need}"))
+            for need in model_inputs(cfg["architecture"], cfg["args"])]
+
+
+def run(name: str, params: dict, data: Path, out: Path, metadata: Path) -> dict:
     import torch
 
     from avemo.config import model_config
     from avemo.evaluate import evaluate_checkpoint
-    from avemo.train import train
+    from avemo.training import train
 
-    cfg = model_config(params, name, features=str(data / "features"), metadata=str(data / "metadata.csv"),
-                       faces=str(data / "faces"), checkpoint=str(out / f"{name}.pt"))
+    cfg = model_config(params, name, inputs=input_paths(params, name, data), metadata=str(metadata),
+                       checkpoint=str(out / f"{name}.pt"))
+    cfg["runtime"].update(resume=False)  # device: params.yaml runtime.device (auto: cuda when present)
     cfg["train"]["limit_batches"] = None
     start = time.perf_counter()
     fit = train(cfg)
@@ -50,14 +66,18 @@ def run(name: str, params: dict, data: Path, out: Path) -> dict:
                                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                                         "train_config": cfg["train"], "args": cfg["args"]},
                                  device="cuda" if torch.cuda.is_available() else "cpu")
-    print(f"{name}: WA {result['accuracy']:.3f} UA {result['balanced_accuracy']:.3f} F1 {result['macro_f1']:.3f} "
-          f"in {seconds:.0f} s ({fit['epochs_run']} epochs, best {fit['best_epoch']})", flush=True)
+    one, adapted = result["single_clip"], result["speaker_adapted"]
+    print(f"{name}: WA {one['accuracy']:.3f} UA {one['balanced_accuracy']:.3f} F1 {one['macro_f1']:.3f} "
+          f"(speaker-adapted WA {adapted['accuracy']:.3f}) in {seconds:.0f} s ({fit['epochs_run']} epochs, "
+          f"best {fit['best_epoch']})", flush=True)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="holds features/NAME/, faces/, metadata.csv")
+    parser.add_argument("--metadata", type=Path,
+                        help="the clips' metadata (default: DIR/metadata.csv, else DIR/raw/metadata.csv)")
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
@@ -66,10 +86,13 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     for assignment in args.overrides:
         apply_override(params, assignment)
+    metadata = args.metadata or next((p for p in (args.data / "metadata.csv", args.data / "raw" / "metadata.csv")
+                                      if p.exists()), args.data / "metadata.csv")
+    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:
         try:
-            rows.append(run(name, params, args.data, args.out))
+            rows.append(run(name, params, args.data, args.out, metadata))
         except Exception as err:  # one failing model must not cost the others' device time
             print(f"{name}: failed: {type(err).__name__}: {err}", flush=True)
             rows.append({"model": name, "error": f"{type(err).__name__}: {err}"})
@@ -78,7 +101,8 @@ def main() -> None:
         if "error" in r:
             print(f"| {r['model']} | error: {r['error'][:80]} | | | | | |")
         else:
-            print(f"| {r['model']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['macro_f1']:.3f} "
+            one = r["single_clip"]
+            print(f"| {r['model']} | {one['accuracy']:.3f} | {one['balanced_accuracy']:.3f} | {one['macro_f1']:.3f} "
                   f"| {r['train_seconds']:.0f} | {r['fit']['epochs_run']} | {r['gpu'] or 'cpu'} |")
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
 

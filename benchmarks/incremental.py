@@ -2,21 +2,27 @@
 and one actor added to `data.actors`, on a temporary copy of the project.
 
 The copy (dvc.yaml, params.yaml, stages/, avemo/ and the embedded sample archives of the chosen actors)
-gets `dvc init --no-scm` and tiny parameters (4 face frames of 48 px, random-init backbone, 2 epochs,
-a few models only), as tests/test_pipeline_e2e.py does. Timed, each a full `dvc repro`:
+gets `dvc init --no-scm`, tiny parameters (4 face frames of 48 px, one worker process per stage, 2
+epochs), as tests/test_pipeline_e2e.py does, and a profile `bench` written to params.yaml `run` by
+`avemo profile bench`: a few models only (default whisper_linear and fer_linear, on the Whisper and
+FER2013 encoders, whose weights come from the local caches as params.yaml says), no baseline, no
+cross-validation, and the ensemble of those models (dvc.yaml's ensemble stage needs a candidate).
+Timed, each a full `dvc repro`:
   1. cold: every stage from nothing;
   2. no change: DVC must run nothing;
-  3. one training parameter (models.<first model>.train.lr doubled): only that model's train+evaluate;
-  4. one actor added to data.actors: download, extract_audio, faces and everything downstream rerun
-     (their dependency data/raw changed), but extract_audio and faces take every clip they have seen
-     from their per-clip cache (data/cache, avemo/cache.py) and process only the new actor's clips:
-     the script checks the hit/miss counts in their report.json and that every cache entry written by
-     this step belongs to the new actor.
-Then, on the final data, each of the two stages is run directly with and without the cache to show
-what the cache saves.
+  3. one training parameter (models.<first model>.train.lr doubled): only that model's train+evaluate,
+     and the ensemble that reads its predictions;
+  4. one actor added to data.actors: download, extract_audio, faces, the encode stages and everything
+     downstream rerun (their dependency data/raw changed), but extract_audio, faces and the encode
+     stages take every clip they have seen from their per-clip cache (data/cache, avemo/cache.py) and
+     process only the new actor's clips: the script checks the hit/miss counts each of them records
+     (data/cache/STAGE.last_run.json) and that every cache entry written by this step belongs to the
+     new actor.
+Then, on the final data, each of those stages is run directly with and without the cache to show what
+the cache saves.
 
   python benchmarks/incremental.py
-  python benchmarks/incremental.py --actors 1 2 13 17 --add 3 --models logmel_cnn video_lstm --keep /tmp/inc
+  python benchmarks/incremental.py --actors 1 2 13 17 --add 3 --models whisper_linear fer_linear --keep /tmp/inc
 """
 from __future__ import annotations
 
@@ -53,7 +59,12 @@ def dvc(project: Path, *args: str) -> tuple[float, str]:
 
 
 def stages_run(log: str) -> list[str]:
-    return sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+    """The stages a `dvc repro` ran, or restored from DVC's run cache (which it says too)."""
+    return sorted(line.split("'")[1] for line in log.splitlines()
+                  if line.startswith("Running stage '") or "is cached - skipping run" in line)
+
+
+DEFAULT_MODELS = ("whisper_linear", "fer_linear")
 
 
 def make_project(where: Path, actors: list[int], add: int, models: list[str] | None) -> tuple[Path, list[str]]:
@@ -79,43 +90,48 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"].update(source="sample", actors=sorted(actors))
-    params["faces"].update(n_frames=4, size=48)
-    params["features"]["weights"] = "none"  # no network; a random backbone is recorded as such
+    params["faces"].update(n_frames=4, size=48, workers=1)
+    params["audio"]["workers"] = 1
+    params["features"]["workers"] = 1
     test, val = sorted(actors)[-1], sorted(actors)[-2]
     params["split"] = {"test_actors": [test], "val_actors": [val]}
     params["train_defaults"].update(epochs=2, patience=2)
     available = list(params.get("models", {}))
-    models = models or [m for m in ("logmel_cnn", "video_lstm") if m in available] or available[:2]
+    models = models or [m for m in DEFAULT_MODELS if m in available] or available[:2]
     for name in models:
         if name not in available:
             raise SystemExit(f"--models: {name} is not in params.yaml models ({', '.join(available)})")
         params["models"][name].setdefault("train", {}).pop("epochs", None)
+    # What `dvc repro` runs is params.yaml `run`, written from a profile (avemo/pipeline.py).
+    params.setdefault("profiles", {})["bench"] = {"models": models, "baselines": [], "ensemble": models,
+                                                  "cv": {"models": [], "baselines": [], "folds": []}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())
-    for entry in pipeline.get("vars", []):  # model list kept in `vars` ...
-        if isinstance(entry, dict) and "model_names" in entry:
-            entry["model_names"] = models
-    for stage in ("train", "evaluate"):  # ... or written in the matrix itself
-        matrix = pipeline["stages"].get(stage, {}).get("matrix", {})
-        if isinstance(matrix.get("model"), list):
-            matrix["model"] = models
-    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    sh(project, sys.executable, "-m", "avemo.cli", "profile", "bench")
     dvc(project, "init", "--no-scm", "-q")
     return project, models
 
 
+def cached_stages(project: Path) -> dict[str, str]:
+    """The stages with a per-clip cache -> their cache name under data/cache: extract_audio, faces and
+    the profile's encode stages (encode_video@NAME / encode_audio@NAME -> encode_NAME)."""
+    run = yaml.safe_load((project / "params.yaml").read_text())["run"]
+    stages = {"extract_audio": "extract_audio", "faces": "faces"}
+    for modality in ("video", "audio"):
+        stages.update({f"encode_{modality}@{name}": f"encode_{name}" for name in run[f"encode_{modality}"]})
+    return stages
+
+
 def cache_report(project: Path) -> dict:
-    return {stage: json.loads((project / "data" / "cache" / f"{stage}.last_run.json").read_text())
-            for stage in ("extract_audio", "faces")}
+    return {stage: json.loads((project / "data" / "cache" / f"{cache}.last_run.json").read_text())
+            for stage, cache in cached_stages(project).items()}
 
 
 def new_entries(project: Path, since: float) -> dict[str, list[int]]:
     """Actors of the clips whose cache entries were written after `since`, per stage."""
     found = {}
-    for stage in ("extract_audio", "faces"):
+    for stage, cache in cached_stages(project).items():
         actors = []
-        for entry in (project / "data" / "cache" / stage).iterdir():
+        for entry in (project / "data" / "cache" / cache).iterdir():
             manifest = entry / "manifest.json"
             if entry.name.startswith(".") or not manifest.exists() or manifest.stat().st_mtime < since:
                 continue
@@ -124,12 +140,24 @@ def new_entries(project: Path, since: float) -> dict[str, list[int]]:
     return found
 
 
+def direct_command(stage: str, out: str, cache: bool) -> list[str]:
+    """The stage script run by hand on the project's data, writing to bench-out/ (not a DVC output)."""
+    extra = ["--cache", "data/cache"] if cache else []
+    if stage in ("extract_audio", "faces"):
+        return [sys.executable, f"stages/{stage}.py", "--raw", "data/raw", "--out", f"bench-out/{out}", *extra]
+    kind, name = stage.split("@")
+    source = "data/faces" if kind == "encode_video" else "data/audio"
+    return [sys.executable, "stages/encode.py", "--input", name, "--source", source, "--out",
+            f"bench-out/{out}", *extra]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 13, 17],
                         help="actors of the first run (embedded sample; the last two are test and validation)")
     parser.add_argument("--add", type=int, default=3, help="the actor added afterwards (default 3)")
-    parser.add_argument("--models", nargs="+", help="models trained (default: logmel_cnn video_lstm)")
+    parser.add_argument("--models", nargs="+",
+                        help=f"models trained (default: {' '.join(DEFAULT_MODELS)}); their encoders are run")
     parser.add_argument("--keep", type=Path, help="build the project here and keep it (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -180,10 +208,9 @@ def main() -> None:
                 raise SystemExit(f"{stage}: expected {new_clips} misses and {old_clips} hits, got {cache}")
 
         direct = []
-        for stage, out in (("extract_audio", "audio"), ("faces", "faces")):
-            for label, extra in (("no cache", []), ("cache, all hits", ["--cache", "data/cache"])):
-                seconds, _ = sh(project, sys.executable, f"stages/{stage}.py", "--raw", "data/raw",
-                                "--out", f"bench-out/{out}", *extra)
+        for stage, out in cached_stages(project).items():
+            for label, cache in (("no cache", False), ("cache, all hits", True)):
+                seconds, _ = sh(project, *direct_command(stage, out, cache))
                 direct.append({"stage": stage, "mode": label, "clips": len(metadata), "seconds": seconds})
                 print(f"   {stage} directly, {label}: {seconds:.1f} s for {len(metadata)} clips", flush=True)
 
