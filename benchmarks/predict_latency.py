@@ -80,7 +80,7 @@ def bench_stream(predictor, video: Path, window: float, hop: float) -> dict:
 
 def cold_cli(clip: Path, models_dir: Path, model: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "avemo.predict", str(clip), "--model", model, "--models-dir",
+    subprocess.run([sys.executable, "-m", "avemo.cli", "predict", str(clip), "--model", model, "--models-dir",
                     str(models_dir), "--json"], cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - start
 
@@ -89,7 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=Path, default=DEFAULT_VIDEOS)
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
-    parser.add_argument("--models", default="logmel_cnn,video_lstm,fusion_concat")
+    parser.add_argument("--models", default="baseline_whisper_fer_imagenet_late_logreg,av_late_fusion,whisper_linear,"
+                                            "fer_linear")
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--hop", type=float, default=0.375)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, as `predict --threads` (default 1)")
@@ -108,8 +109,7 @@ def main() -> None:
         for name in args.models.split(","):
             start = time.perf_counter()
             predictor = load_predictor(name, args.models_dir)
-            if predictor.uses_video:
-                predictor.backbone()
+            predictor.encoders("video"), predictor.encoders("audio")  # weights load once per process
             load_s = time.perf_counter() - start
             clip = bench_clips(predictor, clips)
             stream = bench_stream(predictor, long_video, args.window, args.hop)
@@ -122,7 +122,7 @@ def main() -> None:
             rows.append((name, predictor.kind, load_s, clip, stream))
     cold = cold_cli(clips[0], args.models_dir, rows[-1][0])
     print(f"cold CLI run (python start, imports, model and backbone load, one clip): {cold:.2f} s for "
-          f"`python -m avemo.predict {clips[0].name} --model {rows[-1][0]} --json`")
+          f"`avemo predict {clips[0].name} --model {rows[-1][0]} --json`")
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
     print("| model | inputs | load (s) | s per clip (mean 1280x720 clip) | real-time factor | s per 3.5 s clip "
           "| stream frames/s | x real time |")
