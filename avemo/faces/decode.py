@@ -53,11 +53,13 @@ def _open(video: Path):
     return container
 
 
-def _configure(stream, threads: int) -> None:
-    """threads: 0 lets FFmpeg pick (one per core, frame + slice threading), 1 decodes in this thread."""
-    context = stream.codec_context
-    context.thread_count = threads
-    context.thread_type = "AUTO" if threads != 1 else "SLICE"
+def _video_packets(container, threads: int) -> tuple:
+    """The configured video stream of an open container and its readable packets.
+    threads: 0 lets FFmpeg pick (one per core, frame + slice threading), 1 decodes in this thread."""
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = threads
+    stream.codec_context.thread_type = "AUTO" if threads != 1 else "SLICE"
+    return stream, _demux(container, stream)
 
 
 def _fps(stream) -> float:
@@ -128,10 +130,8 @@ def read_samples(video: Path, n: int, threads: int | None = None, skip: bool = T
     threads = thread_budget() if threads is None else threads
     container = _open(video)
     with container:
-        stream = container.streams.video[0]
-        _configure(stream, threads)
+        stream, packets = _video_packets(container, threads)
         declared, fps = int(stream.frames or 0), _fps(stream)
-        packets = _demux(container, stream)
         rank = _ranks(packets)
         if packets and rank:
             wanted = set(sample_indices(len(packets), n))
@@ -149,9 +149,7 @@ def _sample_what_decodes(video: Path, n: int, threads: int, declared: int, fps: 
     for attempt in ("count", "keep"):
         container = _open(video)
         with container:
-            stream = container.streams.video[0]
-            _configure(stream, threads)
-            packets = _demux(container, stream)
+            stream, packets = _video_packets(container, threads)
             wanted = set(sample_indices(counted, n)) if attempt == "keep" else None
             kept, decoded, _ = _decode(stream, packets, wanted, {}, skip=False)
         if attempt == "count":
@@ -197,10 +195,8 @@ def keyframe_seek(video: Path, n: int, threads: int = 0) -> Samples:
     """Seek to the keyframe before each sample and decode forward to it (pays off on long GOP-rich files)."""
     container = _open(video)
     with container:
-        stream = container.streams.video[0]
-        _configure(stream, threads)
+        stream, packets = _video_packets(container, threads)
         declared, fps = int(stream.frames or 0), _fps(stream)
-        packets = _demux(container, stream)
         stamps = sorted(p.pts for p in packets)
         kept, decoded = {}, 0
         for index in sorted(set(sample_indices(len(stamps), n))):
