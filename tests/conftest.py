@@ -20,6 +20,18 @@ def shared_dir() -> Path:
     return Path(os.environ.get("AVEMO_SHARED", ROOT.parent / "shared"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """As the CLI and the encode stages do: on a busy 2-core CPU, 2 spinning torch threads are 10-100x slower,
+    and the thread count changes the last bits of the encoders' outputs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def lite_dir() -> Path:
     path = shared_dir() / "ravdess-lite"

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import ROOT, venv_env
 
@@ -24,12 +23,7 @@ NEUTRAL = "01-01-01-01-01-01-01.mp4"  # neutral, normal intensity, actor 01
 SURPRISED = "01-01-08-02-02-02-01.mp4"  # surprised, strong intensity, actor 01
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,15 +38,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def one_torch_thread():
-    """As the CLI does (`--threads 1`): on a busy 2-core CPU, 2 spinning torch threads are 10-100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def models_dir(trained_models, tmp_path_factory):
     """The session's trained checkpoints, copied: tests may add files next to them."""
     target = tmp_path_factory.mktemp("predict-models")
