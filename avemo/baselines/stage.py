@@ -10,7 +10,6 @@ weights chosen on the validation actors, separately for each protocol."""
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,6 @@ def bundle_classifier(bundle: dict):
 
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
                  metrics: Path, model_path: Path, features: Path, predictions: Path | None = None) -> dict:
-    started = time.perf_counter()
     if classifier not in CLASSIFIERS:
         raise ParamError(f"baselines classifier '{classifier}': choose one of: {', '.join(CLASSIFIERS)}")
     data, infos = load_pooled_set(feature_set, metadata, features)
@@ -144,4 +142,4 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     except OSError as err:
         raise StageError(f"{write_error(model_path, err)}; {model_path} left as it was") from None
     write_json(metrics, result)  # no wall time in it: a rerun on the same features writes the same bytes
-    return {**result, "seconds": round(time.perf_counter() - started, 1)}
+    return result
