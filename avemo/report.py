@@ -22,7 +22,7 @@ def few_clips_note(metrics_dir: Path) -> str:
     if not sizes or max(sizes) >= FEW_TEST_CLIPS:
         return ""
     return (f"\nNote: {max(sizes)} test clips. These figures only show that the pipeline runs (one clip moves "
-            f"them by {1 / max(sizes):.3f}); real ones come from the full data or a mirror: `avemo profile full && "
+            f"them by {1 / max(sizes):.3f}); real ones come from the full data or a mirror: `avemo profile headline && "
             "dvc exp run -S data.source=mirror -S data.mirror=PATH_OR_URL` (README, first lines).\n")
 
 
