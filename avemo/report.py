@@ -62,16 +62,31 @@ def cv_summary(cv_dir: str | Path) -> dict:
     return out
 
 
+def check_inputs(metrics_dir: Path, cv_dir: Path, summary: Path | None) -> str:
+    """Why the report cannot be made (empty when it can): never print an empty table or write an empty summary."""
+    if not metrics_dir.is_dir():
+        return f"{metrics_dir}: no such metrics directory (run `dvc repro` first, or name the directory)"
+    if summary and not any(cv_dir.glob("*.json")):
+        return f"{cv_dir}: no cross-validation summaries to write {summary} from (a profile with `cv`, e.g. headline)"
+    if not any(metrics_dir.glob("*.json")) and not any(cv_dir.glob("*.json")):
+        return f"{metrics_dir}: no metrics files (*.json, cv/*.json)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="avemo report", description=__doc__.split("\n")[0])
     parser.add_argument("metrics_dir", nargs="?", type=Path, default=Path("metrics"))
     parser.add_argument("--summary", type=Path, help="write the cross-validation summary JSON here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    cv_dir = args.metrics_dir / "cv"
+    problem = check_inputs(args.metrics_dir, cv_dir, args.summary)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
     table = fixed_split_table(args.metrics_dir)
     if table.count("\n") > 1:
         print(f"Fixed split ({args.metrics_dir}); single clip is the headline:\n\n{table}")
         print(few_clips_note(args.metrics_dir))
-    cv_dir = args.metrics_dir / "cv"
     if any(cv_dir.glob("*.json")):
         from .cv_summary import table as cv_table
 

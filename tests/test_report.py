@@ -48,3 +48,17 @@ def test_the_fixed_split_table_puts_single_clip_first_and_flags_a_tiny_test_set(
     (tmp_path / "m.json").write_text(json.dumps(metrics))
     assert few_clips_note(tmp_path) == ""
     assert cv_summary(tmp_path / "absent") == {}
+
+
+def test_a_missing_or_empty_metrics_directory_is_named_and_no_empty_summary_is_written(tmp_path):
+    def report(*args):
+        return subprocess.run([sys.executable, "-m", "avemo.cli", "report", *map(str, args)],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    out = tmp_path / "summary.json"
+    missing = report(tmp_path / "absent", "--summary", out)
+    assert missing.returncode == 1 and f"{tmp_path / 'absent'}: no such metrics directory" in missing.stderr
+    (tmp_path / "m.json").write_text("{}")
+    no_cv = report(tmp_path, "--summary", out)
+    assert no_cv.returncode == 1 and f"{tmp_path / 'cv'}: no cross-validation summaries" in no_cv.stderr
+    assert not out.exists()
