@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     args.plot_path = plot_path(args)
     sources = [] if is_live_source(args.input) else [Path(args.input)]
     check_outputs({"--annotate": args.annotate, "--timeline": args.timeline, "--per-frame": args.per_frame,
-                   "--timeline-plot": args.plot_path}, sources)
+                   "--plot": args.plot_path}, sources)
     predictor, fallback = load_models(args)
     mode = choose_mode(args, live)
     if args.adapt and mode != "stream":

@@ -18,7 +18,7 @@ OUTPUT_FORMATS = {
     "--timeline": (".csv", ".json"),
     "--per-frame": (".csv", ".json"),
     "--annotate": (".mp4",),
-    "--timeline-plot": (".png", ".svg", ".pdf"),
+    "--plot": (".png", ".svg", ".pdf"),
 }
 
 
@@ -72,13 +72,13 @@ def check_output(option: str, path: Path | None, inputs: list[Path]) -> None:
     does not match what `option` writes."""
     if path is None:
         return
+    for source in inputs:
+        if same_file(path, source):
+            raise StageError(f"{path}: {option} would overwrite the input {source}; give another path")
     suffixes = OUTPUT_FORMATS[option]
     if path.suffix.lower() not in suffixes:
         raise StageError(f"{path}: {option} writes {' or '.join(suffixes)}; give a path ending in "
                          f"{suffixes[0]}" + (f" (got '{path.suffix}')" if path.suffix else " (no suffix)"))
-    for source in inputs:
-        if same_file(path, source):
-            raise StageError(f"{path}: {option} would overwrite the input {source}; give another path")
     if path.is_dir():
         raise StageError(f"{path}: {option} needs a file path, this is a directory")
 
