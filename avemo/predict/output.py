@@ -59,7 +59,9 @@ def format_table(result: dict) -> str:
     if result.get("audio"):
         a = result["audio"]
         lines.append(f"audio: {a['status']}" + (f", {a['seconds']} s" if a.get("seconds") else "")
-                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else ""))
+                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else "")
+                     + (f", window from {a['window_start_s']} s with {a['padding_s']} s padding"
+                        if a.get("padding_s") else ""))
     if result["mode"] == "stream":
         s = result["stream"]
         lines.append(f"stream: {s['frames']} frames in {s['windows']} windows of {s['window_s']} s every "
