@@ -10,7 +10,7 @@ import numpy as np
 
 from ..aggregate import aggregate as clip_scores
 from ..errors import StageError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_error, write_json
 
 
 def probability_dict(probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -42,8 +42,11 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(buffer.getvalue())
+    except OSError as err:
+        raise write_error(path, err) from None
 
 
 def format_table(result: dict) -> str:
