@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -146,3 +147,15 @@ def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models,
         peak = max(peak, feed.held())
     assert feed.available() == 3600 * rate // len(chunk) * len(chunk)
     assert feed.peak_held * 4 < 2**20 * 0.25  # under a quarter MiB of float32, instead of 230 MB
+
+
+def test_stream_mode_draws_the_timeline_next_to_its_csv(trained_models, files, tmp_path, capsys):
+    from avemo.predict.cli import main
+
+    timeline = tmp_path / "talk.timeline.csv"
+    main([str(files["long"]), "--model", "fer_linear", "--models-dir", str(trained_models), "--timeline",
+          str(timeline), "--plot", "--hop", "0.75"])
+    picture = cv2.imread(str(timeline.with_suffix(".png")))
+    assert picture is not None and picture.shape[1] > 800 and picture.shape[0] > 400
+    assert f"plot: {timeline.with_suffix('.png')}" in capsys.readouterr().out
+    assert picture.std() > 10  # lines and bands, not an empty canvas
