@@ -85,6 +85,7 @@ def test_a_folder_with_a_corrupt_file_gives_one_error_row_and_a_rerun_skips_what
     assert rows["broken.mp4"]["label"] == rows[CLIPS[0]]["label"]
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_rows_of_one_process_in_jsonl(folder, models_dir, tmp_path):
     """The console script with --workers 2 (each worker loads the model once): the same answers as one
     process, a JSONL row per file, a progress bar on stderr."""

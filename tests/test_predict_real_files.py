@@ -50,6 +50,7 @@ def files(tmp_path_factory, hd_dir, ffmpeg):
     return made
 
 
+@pytest.mark.slow
 def test_a_rotated_file_gets_the_upright_files_answer(models, files, tmp_path):
     model = models["av_late_fusion"]
     upright, rotated = predict_clip(files["upright"], model), predict_clip(files["rotated"], model)
@@ -117,6 +118,7 @@ def can_mount(tmp_path_factory):
         pytest.skip("a tmpfs cannot be mounted here (needs root and unshare)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option,name", [("--annotate", "a.mp4"), ("--timeline", "t.csv"), ("--per-frame", "f.json"),
                                          ("--output", "rows.csv")])
 def test_a_full_disk_is_reported_as_such_naming_the_file(can_mount, trained_models, hd_dir, tmp_path, option, name):
@@ -130,12 +132,16 @@ def test_a_full_disk_is_reported_as_such_naming_the_file(can_mount, trained_mode
     assert "Traceback" not in run.stderr and "Conversion failed" not in run.stderr
 
 
+@pytest.mark.slow
 def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models, files):
-    """A real stream through a live pipe holds at most what the next window needs; then an hour of 16 kHz
-    input fed in pipe-sized chunks to the same feed, windows read and discarded as stream mode does."""
-    result = run_stream(files["long"], models["whisper_linear"], hop_s=0.375, live=True)
-    assert result.audio["seconds"] > 9.5 and len(result.windows) >= 15
-    assert result.audio["peak_held_s"] < 3.0 + 0.375 + 0.5
+    """Discarding what no later window needs changes no window of a real live pipe (a file piped faster
+    than real time, so held whole at first); then an hour of 16 kHz input arriving in pipe-sized chunks,
+    windows read and discarded as stream mode does: the feed holds one window and a chunk."""
+    model = models["whisper_linear"]
+    live, from_file = run_stream(files["long"], model, live=True), run_stream(files["long"], model)
+    assert live.audio["seconds"] > 9.5 and len(live.windows) == len(from_file.windows) >= 15
+    for a, b in zip(live.windows, from_file.windows):
+        assert a.label == b.label and np.allclose(a.probs, b.probs, atol=2e-2)  # the pipe skips the 16-bit WAV
     rate, hop, window = 16000, int(0.375 * 16000), 3 * 16000
     feed, chunk, next_window, peak = AudioFeed(rate, "pending"), np.zeros(4096, np.float32), 0, 0
     for _ in range(3600 * rate // len(chunk)):
@@ -146,7 +152,7 @@ def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models,
             feed.discard_before(next_window)
         peak = max(peak, feed.held())
     assert feed.available() == 3600 * rate // len(chunk) * len(chunk)
-    assert feed.peak_held * 4 < 2**20 * 0.25  # under a quarter MiB of float32, instead of 230 MB
+    assert feed.peak_held <= window + hop + len(chunk)  # 3.3 s: 0.2 MiB of float32 instead of 230 MB
 
 
 def test_stream_mode_draws_the_timeline_next_to_its_csv(trained_models, files, tmp_path, capsys):
