@@ -211,6 +211,13 @@ def run_many(args: argparse.Namespace, files: list[Path]) -> int:
     check_outputs({"--output": args.output}, files)
     if args.retry_errors and args.output is not None:
         drop_error_rows(args.output)
+    if args.output is not None and args.output.exists():
+        from .batch import input_key, read_done
+
+        done = read_done(args.output)[0]
+        if all(input_key(f) in done for f in files):  # nothing to do: no model to load
+            print(f"0 predicted, 0 failed, {len(files)} already in {args.output}")
+            return 0
     predictor, _ = load_models(args)  # fails early for a bad model, and gives the classes of the rows
     job = Job(args.model, args.models_dir, args.audio_fallback, args.threads)
     if args.output is None:
