@@ -23,7 +23,7 @@ from ..predict.enrol import MEDIA_SUFFIXES
 from ..predict.predictor import Predictor
 from .jobs import Busy, Job, JobQueue
 from .view import job_view
-from .work import analyse, draw_video
+from .work import analyse, draw_video, write_results
 
 STATIC = Path(__file__).parent / "static"
 DOWNLOADS = {"result.json": "application/json", "result.csv": "text/csv", "adapted.json": "application/json",
@@ -77,9 +77,10 @@ def create_app(settings: Settings) -> FastAPI:
     state = {}
 
     def work(job: Job) -> None:
-        outcome = analyse(job.input, job.folder, settings.predictor, settings.models_dir, job.enrol)
-        job.answers, job.seconds = outcome.answers, round(outcome.seconds, 3)
+        outcome = analyse(job.input, settings.predictor, settings.models_dir, job.enrol)
+        job.answers, job.seconds = job.shown_data(outcome.answers), round(outcome.seconds, 3)
         job.pending = outcome.pending_video
+        write_results(job.folder, job.answers)
 
     def draw(job: Job) -> None:
         draw_video(job.input, job.pending, job.folder / "annotated.mp4")
@@ -124,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
         suffixes = [media_suffix(file.filename)] + [media_suffix(e.filename) for e in enrol]
         job_id, folder = jobs.new_folder()
         job = Job(job_id, folder, display_name(file.filename), folder / f"input{suffixes[0]}",
-                  [folder / f"enrol-{i + 1}{s}" for i, s in enumerate(suffixes[1:])], annotate)
+                  [folder / f"enrol-{i + 1}{s}" for i, s in enumerate(suffixes[1:])], annotate,
+                  [display_name(e.filename) for e in enrol])
         budget = [settings.max_bytes]
         try:
             for upload, target in zip([file, *enrol], [job.input, *job.enrol]):

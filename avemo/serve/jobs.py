@@ -30,9 +30,10 @@ class Job:
     input: Path
     enrol: list[Path]
     annotate: bool
+    enrol_names: list[str] = field(default_factory=list)  # the client's names of the enrolment clips
     state: str = "queued"  # queued | running | done | failed
     video: str = "none"  # none | drawing | ready | failed
-    answers: dict = field(default_factory=dict)
+    answers: dict = field(default_factory=dict)  # as shown: the client's file names, no path of this machine
     error: str = ""
     seconds: float | None = None
     submitted: float = field(default_factory=time.perf_counter)
@@ -42,12 +43,17 @@ class Job:
     def shown(self, text: str) -> str:
         """A message or value with this machine's paths replaced by the client's file names."""
         for index, path in enumerate(self.enrol):
-            text = text.replace(str(path), f"enrolment clip {index + 1}")
+            name = self.enrol_names[index] if index < len(self.enrol_names) else f"enrolment clip {index + 1}"
+            text = text.replace(str(path), name)
         return text.replace(str(self.input), self.name).replace(str(self.folder), "")
+
+    def shown_data(self, data):
+        """JSON-like data with this machine's paths replaced by the client's file names."""
+        return json.loads(self.shown(json.dumps(data, default=str)))
 
     def status(self) -> dict:
         return {"id": self.id, "name": self.name, "state": self.state, "video": self.video,
-                "answers": json.loads(self.shown(json.dumps(self.answers, default=str))),
+                "answers": self.answers,
                 "error": self.shown(self.error), "seconds": self.seconds,
                 "waited": None if self.answered is None else round(self.answered - self.submitted, 3)}
 

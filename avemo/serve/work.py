@@ -62,20 +62,23 @@ class Outcome:
     pending_video: Prediction | None = None
 
 
-def analyse(path: Path, folder: Path, predictor: Predictor, models_dir, enrol: list[Path]) -> Outcome:
-    """The answer for `path` (and the person-adapted one when `enrol` names other clips of them), written as
-    result.json, result.csv and, with enrolment, adapted.json / adapted.csv in `folder`."""
+def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path]) -> Outcome:
+    """The answer for `path` and, when `enrol` names other clips of the person, the adapted one."""
     start = time.perf_counter()
     single = predict_file(path, predictor, models_dir)
     answers = {"single_clip": single.answer}
     if enrol:
         enrolment = build_enrolment(enrol, predictor, path)
         answers["speaker_adapted"] = predict_file(path, predictor, models_dir, enrolment).answer
+    return Outcome(answers, time.perf_counter() - start, single)
+
+
+def write_results(folder: Path, answers: dict) -> None:
+    """result.json (what `avemo predict --json` prints) and result.csv (its rows); adapted.* with enrolment."""
     for key, stem in (("single_clip", "result"), ("speaker_adapted", "adapted")):
         if key in answers:
             write_rows(folder / f"{stem}.json", answers[key])
             write_rows(folder / f"{stem}.csv", rows_of(answers[key]))
-    return Outcome(answers, time.perf_counter() - start, single)
 
 
 def draw_video(path: Path, prediction: Prediction, out: Path) -> dict:
