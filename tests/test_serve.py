@@ -274,6 +274,38 @@ def test_a_ravdess_lite_clip_shows_the_label_of_avemo_predict(browser, server, c
 
 
 @pytest.mark.slow
+def test_adapt_to_this_person_shows_both_answers_side_by_side(browser, server, clips, predictor, models_dir,
+                                                              one_torch_thread):
+    from selenium.webdriver.common.by import By
+
+    from avemo.predict import build_enrolment, predict_clip
+
+    driver = browser
+    driver.get(server.url + "/")
+    driver.find_element(By.ID, "adapt").click()
+    driver.find_element(By.ID, "enrol").send_keys("\n".join(str(c) for c in clips[1:5]))
+    driver.find_element(By.ID, "file").send_keys(str(clips[0]))
+    driver.find_element(By.ID, "go").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#answer-speaker_adapted .label")
+                                     or d.find_element(By.ID, "error").is_displayed())
+    assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(By.ID, "error").text
+    enrolment = build_enrolment(clips[1:5], predictor, clips[0])
+    expected = predict_clip(clips[0], predictor, models_dir=models_dir, enrolment=enrolment).as_dict()
+    single = predict_clip(clips[0], predictor, models_dir=models_dir).as_dict()
+    cards = driver.find_elements(By.CSS_SELECTOR, "#answers.side-by-side .answer")
+    assert [c.get_attribute("id") for c in cards] == ["answer-single_clip", "answer-speaker_adapted"]
+    assert [c.find_element(By.CLASS_NAME, "label").text.lower() for c in cards] == [single["label"],
+                                                                                  expected["label"]]
+    adapted = server.get(f"/api/jobs/{job_id(driver)}/adapted.json")
+    assert adapted["probabilities"] == expected["probabilities"] != single["probabilities"]
+    assert adapted["enrolment"]["files"] == [c.name for c in clips[1:5]]
+    wait_for_video(driver)
+    screenshot(driver, "serve-enrol.png")
+
+
+@pytest.mark.slow
 def test_a_20_second_file_gets_a_timeline_chart_that_seeks_the_video(browser, server, long_file):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -57,6 +57,8 @@ def serve(args: argparse.Namespace) -> None:
     torch.set_num_threads(max(1, args.threads))
     models_dir = args.models_dir or default_models_dir()
     predictor = load_predictor(args.model, models_dir)
+    for modality in ("audio", "video"):
+        predictor.encoders(modality)  # loaded now, not on the first upload
     if not is_loopback(args.host):
         print(f"avemo serve: warning: binding {args.host}: anyone who can reach this machine can upload files",
               file=sys.stderr)
