@@ -113,7 +113,8 @@ def read_ctranslate2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarr
             if dtype not in CT2_DTYPES or dtype == 1:
                 raise StageError(f"{path}: {name} is stored as type {dtype} (quantized?); give a float16 or "
                                  "float32 model")
-            out[name[len(prefix):]] = np.frombuffer(f.read(n_bytes), CT2_DTYPES[dtype]).reshape(shape).astype(np.float32)
+            values = np.frombuffer(f.read(n_bytes), CT2_DTYPES[dtype]).reshape(shape)
+            out[name[len(prefix):]] = values.astype(np.float32)
     return out
 
 
@@ -136,7 +137,7 @@ def ctranslate2_state(variables: dict[str, np.ndarray]) -> tuple[Dims, dict[str,
     n_mels, width = variables["conv1/weight"].shape[1], variables["conv1/weight"].shape[0]
     heads = int(variables["num_heads"]) if "num_heads" in variables else width // 64
     dims = Dims(n_mels, width, heads, n_layers, variables["position_encodings/encodings"].shape[0])
-    return dims, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    return dims, {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -179,7 +180,7 @@ def hugging_face_state(tensors: dict[str, np.ndarray], heads: int) -> tuple[Dims
         state.update({b + d: t[a + s] for s, d in pairs.items()})
     width = state["conv1.weight"].shape[0]
     dims = Dims(state["conv1.weight"].shape[1], width, heads, n_layers, state["positions"].shape[0])
-    return dims, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    return dims, {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
 
 
 def model_dir(model: str) -> Path:
