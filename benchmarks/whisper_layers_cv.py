@@ -111,7 +111,22 @@ def choose_layers(layers: np.ndarray, y, actors) -> dict:
             "singles": {str(k): round(v, 4) for k, v in singles.items()}}
 
 
-def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log) -> dict:
+def cached(cache: Path | None, key: str, compute):
+    """compute() once per key when a cache folder is given (a rerun adds branches without refitting the others)."""
+    import pickle
+
+    if cache is None:
+        return compute()
+    path = cache / f"{key}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    value = compute()
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(value))
+    return value
+
+
+def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None) -> dict:
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     if split is None:
         return {}
@@ -122,7 +137,8 @@ def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log) -> di
     y = {p: labels[m] for p, m in parts.items()}
     layers = data["whisper_layers"]
     t0 = time.time()
-    choice = choose_layers(layers[train_mask], labels[train_mask], actors[train_mask])
+    choice = cached(cache, f"choice-{fold}", lambda: choose_layers(layers[train_mask], labels[train_mask],
+                                                                   actors[train_mask]))
     log(f"fold {fold}: layers chosen by inner CV {choice['layers']} ({time.time() - t0:.0f} s) {choice['inner_cv']}")
     inputs = {f"layer_{k}": layers[:, k] for k in range(layers.shape[1])}
     inputs["layers_all"] = layers.reshape(len(layers), -1)
@@ -135,9 +151,13 @@ def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log) -> di
     for protocol in PROTOCOLS:
         probs[protocol] = {}
         for name, x in inputs.items():
-            part = {p: {"x": x[m], "actors": actors[m]} for p, m in parts.items()}
-            xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
-            found = branch_on_val(xtr, y["train"], xva, y["val"], xte)
+            def compute(x=x):
+                part = {p: {"x": x[m], "actors": actors[m]} for p, m in parts.items()}
+                xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
+                return branch_on_val(xtr, y["train"], xva, y["val"], xte)
+
+            key = f"{fold}-{protocol}-{name}" + (f"-{'_'.join(map(str, choice['layers']))}" if name == "layers_cv" else "")
+            found = cached(cache, key, compute)
             probs[protocol][name] = found
             out["branches"].setdefault(name, {})[protocol] = {
                 "C": found["C"], "val": round(score(found["val"], y["val"])[0], 4),
@@ -188,6 +208,7 @@ def main() -> None:
     parser.add_argument("--layers", type=Path, default=None, help="whisper_layers output folder (default: FEATURES/whisper_layers)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--cache", type=Path, default=None, help="folder keeping each fold's fitted branches")
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
@@ -207,7 +228,7 @@ def main() -> None:
 
     log(f"{len(clips)} clips, inputs {', '.join(f'{k} {v.shape[1:]}' for k, v in data.items())}")
     with threadpool_limits(limits=1):
-        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log))]
+        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log, args.cache))]
     result = {"protocol": "sequential_6x4 folds " + ",".join(map(str, args.folds)) + ", 4 validation actors a fold "
               "(cv.seed 0), logistic regression, C on validation actors", "clips": len(clips),
               "summary": summary(folds), "folds": folds, "seconds": round(time.time() - started)}
