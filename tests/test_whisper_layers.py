@@ -144,17 +144,52 @@ def test_hugging_face_weights_give_the_same_states(actor_01, tmp_path, monkeypat
     assert np.allclose(ours, encode_layers(load_whisper_layers("base"), windows), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def sample_layers(tmp_path_factory):
+    """Every layer (mean || std) of all 96 clips of the embedded sample: (features, labels, actors)."""
+    windows, labels, actors = sample_windows([1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 17, 18], tmp_path_factory.mktemp("all"))
+    return encode_layers(load_whisper_layers("base"), windows), labels, actors
+
+
 @pytest.mark.slow
-def test_a_classifier_on_a_middle_layer_learns_emotions_of_unseen_actors(tmp_path):
+def test_a_classifier_on_a_middle_layer_learns_emotions_of_unseen_actors(sample_layers):
     """Logistic regression on layer 3 (mean || std) of sample actors 01-08, scored on 13, 14, 17, 18: above chance."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    windows, labels, actors = sample_windows([1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 17, 18], tmp_path)
-    features = encode_layers(load_whisper_layers("base"), windows, layers=[3])[:, 0]
+    features, labels, actors = sample_layers
     train = actors <= 8
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
-    model.fit(features[train], labels[train])
-    accuracy = float((model.predict(features[~train]) == labels[~train]).mean())
+    model.fit(features[train, 3], labels[train])
+    accuracy = float((model.predict(features[~train, 3]) == labels[~train]).mean())
     assert accuracy >= 0.3, accuracy  # 32 held-out clips; chance is 0.125
+
+
+@pytest.mark.slow
+def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_layers, tmp_path):
+    """baselines.layer_sets: the layers are chosen with C by GroupKFold over the training actors; the refitted
+    pipeline keeps only those layers' columns, survives a joblib round trip, and beats chance on unseen actors."""
+    import joblib
+
+    from avemo.baselines.fit import grid_search
+    from avemo.baselines.stage import layer_sets, readable_params
+
+    features, labels, actors = sample_layers
+    flat, train = features.reshape(len(features), -1), actors <= 8
+    info = {"whisper_layers": {"config": {"layers": "all"}, "shape": [7, 1024]}}
+    layers = layer_sets({"layer_sets": [[3], [6], [2, 3, 4], [9]]}, ["whisper_layers"], info)
+    assert layers["keep"] == [(3,), (6,), (2, 3, 4)]  # a layer that was not stored is not a candidate
+    search = grid_search(flat[train], labels[train], actors[train], "logreg", {"C": [0.001, 0.01]}, 4,
+                         "balanced_accuracy", 0, 1, layers)
+    assert search.cv.actors_ == [1, 2, 3, 4, 5, 6, 7, 8]
+    chosen = readable_params(search.best_params_, layers)
+    assert chosen["layers"] in ([3], [6], [2, 3, 4]) and chosen["C"] in (0.001, 0.01)
+    width = search.best_estimator_.named_steps["layers"].transform(flat[:2]).shape[1]
+    assert width == 1024 * len(chosen["layers"])
+    joblib.dump(search.best_estimator_, tmp_path / "m.joblib")
+    accuracy = float((joblib.load(tmp_path / "m.joblib").predict(flat[~train]) == labels[~train]).mean())
+    assert accuracy >= 0.3, accuracy
+    assert layer_sets({"layer_sets": [[3]]}, ["whisper"], info) is None  # other inputs: every column
+    with pytest.raises(ParamError, match=r"baselines.layer_sets: none of \[\[9\]\] is among the stored layers"):
+        layer_sets({"layer_sets": [[9]]}, ["whisper_layers"], info)

@@ -40,12 +40,30 @@ def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names
             np.tile(train.actors, draws))
 
 
-def fit_one(cfg: dict, classifier: str, features, labels, actors, seed: int):
+def layer_sets(cfg: dict, names: list[str], infos: dict) -> dict | None:
+    """The candidate layer sets of `baselines.layer_sets` as positions among the layers the whisper_layers
+    encode stage stored, for a classifier of that input alone; None otherwise (every stored layer is used)."""
+    sets = cfg.get("layer_sets")
+    if names != ["whisper_layers"] or not sets:
+        return None
+    info = infos["whisper_layers"]
+    stored = info["config"].get("layers", "all")
+    stored = list(range(info["shape"][0])) if stored == "all" else list(stored)
+    if not isinstance(sets, list) or not all(isinstance(s, list) and s for s in sets):
+        raise ParamError(f"baselines.layer_sets: {sets!r}; give a list of layer lists, e.g. [[3], [2, 3, 4]]")
+    usable = [tuple(stored.index(k) for k in s) for s in sets if all(k in stored for k in s)]
+    if not usable:
+        raise ParamError(f"baselines.layer_sets: none of {sets} is among the stored layers {stored} "
+                         "(features.audio.whisper_layers.layers)")
+    return {"n_layers": len(stored), "keep": usable, "stored": stored}
+
+
+def fit_one(cfg: dict, classifier: str, features, labels, actors, seed: int, layers: dict | None = None):
     threads = int(cfg.get("threads", 1))
     if classifier not in cfg.get("grids", {}):
         raise ParamError(f"baselines.grids.{classifier}: missing; give the parameter grid of {classifier}")
     search = grid_search(features, labels, actors, classifier, cfg["grids"][classifier], cfg["cv_folds"],
-                         cfg["scoring"], seed, threads)
+                         cfg["scoring"], seed, threads, layers)
     scorer, how = probability_model(search, features, labels, actors, threads)
     return search, scorer, how
 
@@ -62,6 +80,14 @@ def best_weights(val_probs: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     grid = [np.array(w, dtype=float) for w in itertools.product(range(FUSION_STEPS + 1), repeat=len(logs)) if sum(w)]
     best = max(grid, key=score)
     return best / best.sum()
+
+
+def readable_params(best: dict, layers: dict | None) -> dict:
+    """GridSearchCV's best_params_ as the metrics file shows them: C, and the layers kept by number."""
+    out = {k.removeprefix("clf__"): v for k, v in best.items() if k != "layers__keep"}
+    if "layers__keep" in best:
+        out["layers"] = [layers["stored"][i] for i in best["layers__keep"]]
+    return out
 
 
 def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray):
@@ -117,7 +143,8 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     fitted = []
     for names in groups:
         x, y, actors = training_matrix(norm, train, mode, seed, names)
-        fitted.append((names, *fit_one(cfg, "logreg" if classifier == "late_logreg" else classifier, x, y, actors, seed)))
+        fitted.append((names, *fit_one(cfg, "logreg" if classifier == "late_logreg" else classifier, x, y, actors, seed,
+                                       layer_sets(cfg, names, infos))))
 
     def branch_probs(inputs):
         return [class_probabilities(scorer, matrix(inputs, names)) for names, _, scorer, _ in fitted]
@@ -145,7 +172,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
               "modality": modality(data.inputs), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
-              "best_params": {"+".join(names): {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
+              "best_params": {"+".join(names): readable_params(search.best_params_, layer_sets(cfg, names, infos))
                               for names, search, _, _ in fitted},
               "fusion": method if fusion else None,
               "fusion_weights": {p: fusion_record(w, list(data.inputs)) for p, w in fusion.items()},
