@@ -1,5 +1,6 @@
 """Stage baselines@FEATURES-CLASSIFIER: a classical classifier on pooled features, scored under both
-protocols like every model (avemo.evaluate), its fitted pipeline kept as a joblib file.
+protocols like every model (avemo.evaluate), its fitted pipeline kept as a model directory of arrays
+(avemo.baselines.bundle: model.json + model.npz, no pickle).
 
 The inputs are standardised as the neural models' are (avemo.normalize, `train_defaults.normalization`:
 in `enrolment` mode the training clips appear `ENROLMENT_DRAWS` times, each time standardised with
@@ -17,9 +18,10 @@ import numpy as np
 from ..data import split_feature_set
 from ..errors import ParamError, StageError
 from ..metrics import protocol_probabilities, protocol_report
-from ..io import atomic_path, write_error, write_json
+from ..io import write_json
 from ..modality import modality
 from ..normalize import PROTOCOLS, ProtocolNormalizer
+from .bundle import save_baseline
 from .features import load_pooled_set, matrix, pooled
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
 
@@ -67,15 +69,29 @@ def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 
 
 def bundle_classifier(bundle: dict):
-    """(classify(standardised pooled inputs, protocol) -> probabilities, pool(encoder outputs) -> pooled)
-    of a saved baseline, for `predict`: the same functions the stage scored the test actors with."""
-    fusion = {p: np.asarray(w) for p, w in bundle["fusion_weights"].items()}
+    """(classify(standardised pooled inputs, protocol, branch) -> probabilities, pool(encoder outputs) ->
+    pooled) of a saved baseline or release, for `predict`: the same functions the stage scored the test
+    actors with. A release names its branches (the input combinations it answers from), each with its own
+    fusion weights and temperature per protocol; a plain baseline has one branch, all of its inputs."""
+    scorers = {tuple(names): scorer for names, scorer in bundle["pipelines"]}
+    branches = bundle.get("branches") or {}
 
-    def classify(inputs: dict, protocol: str) -> np.ndarray:
+    def classify(inputs: dict, protocol: str, branch: str | None = None) -> np.ndarray:
+        if branch in branches:
+            spec = branches[branch]
+            probs = [class_probabilities(scorers[(name,)], matrix(inputs, [name])) for name in spec["inputs"]]
+            fused = fuse(probs, np.asarray(spec["fusion_weights"][protocol]))
+            return calibrate(fused, spec["temperature"][protocol])
         probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        return fuse(probs, fusion[protocol]) if fusion else probs[0]
+        weights = bundle["fusion_weights"]
+        return fuse(probs, np.asarray(weights[protocol])) if weights else probs[0]
 
     return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
+
+
+def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling: softmax(log p / T); T > 1 softens overconfident probabilities."""
+    return fuse([probs], np.array([1.0 / float(temperature)]))
 
 
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
@@ -133,13 +149,8 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     bundle = {"name": name, "pipelines": [(names, scorer) for names, _, scorer, _ in fitted],
               "feature_set": feature_set, "feature_info": infos,
               "classifier": classifier, "normalization": {"mode": mode, **norm.state_dict()},
-              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"]}
-    try:
-        with atomic_path(model_path) as tmp:
-            import joblib
-
-            joblib.dump(bundle, tmp)
-    except OSError as err:
-        raise StageError(f"{write_error(model_path, err)}; {model_path} left as it was") from None
+              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"],
+              "n_train_clips": result["n_train"]}
+    save_baseline(model_path, bundle)
     write_json(metrics, result)  # no wall time in it: a rerun on the same features writes the same bytes
     return result

@@ -22,22 +22,23 @@ from .annotate import annotate_video, clip_annotations, count_frames
 from .clip import predict_clip
 from .inputs import check_input
 from .enrol import build_enrolment
-from .loading import default_models_dir, load_predictor
+from .loading import RELEASE, default_models_dir, load_predictor
 from .output import format_table, write_rows
 from .predictor import Predictor
 from .sources import file_seconds
 from .stream import run_stream
 from .timeline import frame_annotations, frame_rows, summary
 
-DEFAULT_MODEL = "baseline_whisper_fer_imagenet_late_logreg"  # the best single-clip model on validation actors (README)
+DEFAULT_MODEL = RELEASE  # the model shipped inside the package (avemo/release_model, docs/release.md)
 MAX_CLIP_S = 10.0  # `--mode auto`: longer files get the sliding-window timeline
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="avemo predict", description=__doc__.split("\n")[0])
     parser.add_argument("input", help="video or audio file, camera index (0) or stream URL (rtsp://, http://)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="name in --models-dir or a checkpoint path "
-                                                               f"(default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="'release' (the default: the model shipped with "
+                                                               "avemo), a name in --models-dir, a checkpoint path "
+                                                               "or a model directory")
     parser.add_argument("--models-dir", type=Path,
                         help="where --model NAME is looked up (default: $AVEMO_MODELS, else models/ of the avemo "
                              "project in the current directory, else of the repository avemo is installed from)")

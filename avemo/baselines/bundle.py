@@ -1,0 +1,82 @@
+"""A fitted baseline (or the release, which is one with branches) as a model directory: model.json +
+model.npz (avemo.modelfile), never a pickle. `bundle` below is the in-memory form: name, feature_info,
+normalization state, `pipelines` [(input names, estimator)], fusion_weights {protocol: weights}, and
+whatever else JSON holds (best_params, train_actors, branches, card...)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StageError
+from ..modelfile import ArrayClassifier, export_estimator, load_bundle, save_bundle
+from ..normalize import ProtocolNormalizer
+
+FORMAT = "avemo-bundle-1"
+
+
+def _arrays_of_normalization(state: dict) -> tuple[dict, dict]:
+    meta = {k: v for k, v in state.items() if k != "prior"}
+    arrays = {f"norm.{name}.{stat}": np.asarray(values) for name, s in state["prior"].items()
+              for stat, values in s.items()}
+    meta["inputs"] = list(state["prior"])
+    return meta, arrays
+
+
+def save_baseline(path: str | Path, bundle: dict) -> None:
+    """Write `bundle` as a model directory. An estimator that cannot be stored as arrays (the SVM) leaves
+    a directory whose model.json says so (the stage's metrics stand; predict refuses it by name)."""
+    norm_meta, arrays = _arrays_of_normalization(bundle["normalization"])
+    pipelines, unavailable = [], None
+    for i, (names, estimator) in enumerate(bundle["pipelines"]):
+        try:
+            kind, parts = export_estimator(estimator)
+        except StageError as err:
+            unavailable = str(err)
+            break
+        pipelines.append({"inputs": list(names), "kind": kind, "arrays": f"p{i}"})
+        arrays.update({f"p{i}.{k}": v for k, v in parts.items()})
+    meta = {key: value for key, value in bundle.items() if key not in ("pipelines", "normalization")}
+    meta.update(format=FORMAT, normalization=norm_meta, pipelines=[] if unavailable else pipelines,
+                fusion_weights={p: np.asarray(w, dtype=float).tolist() for p, w in bundle.get("fusion_weights", {}).items()})
+    if unavailable:
+        meta["unavailable"] = unavailable
+        arrays = {}
+    save_bundle(path, to_json(meta), arrays)
+
+
+def to_json(value):
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_baseline(path: str | Path) -> dict:
+    """The bundle dict of a model directory, estimators as ArrayClassifier; nothing in it is executed."""
+    meta, arrays = load_bundle(path)
+    if meta.get("format") != FORMAT:
+        raise StageError(f"{path}: model.json is not an avemo model ({FORMAT}); retrain it with `dvc repro`")
+    if meta.get("unavailable"):
+        raise StageError(f"{path}: this baseline was scored but not saved ({meta['unavailable']})")
+    try:
+        norm = meta["normalization"]
+        prior = {name: {stat: arrays[f"norm.{name}.{stat}"] for stat in ("mean", "var")} for name in norm["inputs"]}
+        pipelines = [(p["inputs"], ArrayClassifier(p["kind"], {k.removeprefix(p["arrays"] + "."): v
+                                                               for k, v in arrays.items()
+                                                               if k.startswith(p["arrays"] + ".")}))
+                     for p in meta["pipelines"]]
+    except KeyError as err:
+        raise StageError(f"{path}: model directory incomplete (no {err})") from None
+    state = {k: v for k, v in norm.items() if k != "inputs"}
+    return {**meta, "pipelines": pipelines, "normalization": {**state, "prior": prior},
+            "fusion_weights": {p: np.asarray(w) for p, w in meta.get("fusion_weights", {}).items()}}
+
+
+def normalizer_of(bundle: dict) -> ProtocolNormalizer:
+    return ProtocolNormalizer.from_state_dict(bundle["normalization"])
