@@ -159,6 +159,6 @@ def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | N
     result = ClipResult(str(path), predictor.name, used.name, used.kind, used.probabilities(inputs, stats, branch),
                         used.classes, face_summary(track) if track is not None else None,
                         audio.summary() if audio else None, notes, detections, inputs,
-                        time.perf_counter() - start, used.prep_source, branch=branch, model_info=used.info)
+                        time.perf_counter() - start, used.prep_source, branch=branch, model_info=used.info_for(branch))
     result.protocol = "speaker_adapted" if stats else "single_clip"
     return result

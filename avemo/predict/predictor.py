@@ -46,6 +46,14 @@ class Predictor:
         if not self.branches:
             self.branches = {self.kind: tuple(self.needs)}
 
+    def info_for(self, branch: str) -> dict:
+        """model_info with the cross-validated accuracy of the branch that answered, where recorded."""
+        accuracy = self.info.get("accuracy") or {}
+        by_branch = accuracy.get("by_branch") or {}
+        if branch not in by_branch:
+            return self.info
+        return {**self.info, "accuracy": {**accuracy, **by_branch[branch], "branch": branch}}
+
     def branch_for(self, video: bool, audio: bool) -> str | None:
         """The branch that answers a file with (a face in) video and/or (audible) audio, or None."""
         wanted = ["audio+video"] if video and audio else []
