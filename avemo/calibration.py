@@ -68,10 +68,10 @@ def reliability_diagram(curves: dict[str, dict], path: str | Path, title: str) -
         ax.bar(lefts, [r["accuracy"] for r in curve["bins"]], width=width, align="edge", edgecolor="black",
                color="#4c72b0", label=f"accuracy (ECE {curve['ece']:.3f})")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        ax.plot([r["confidence"] for r in curve["bins"]], [r["accuracy"] for r in curve["bins"]], "o",
-                color="#dd8452", markersize=4, label="bin mean confidence")
+        ax.plot([r["bin"][0] + width / 2 for r in curve["bins"]], [r["confidence"] for r in curve["bins"]], "_",
+                color="#dd8452", markersize=14, markeredgewidth=2, label="mean confidence of the bin")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=name)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper left", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
