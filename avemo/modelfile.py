@@ -5,8 +5,8 @@
 - Classical baselines and the release: a directory holding `model.json` (configuration, statistics, the
   layout of the arrays) and `model.npz` (every array, read with `allow_pickle=False`). The scikit-learn
   estimators are stored as their fitted arrays and their `predict_proba` recomputed from them
-  (`ArrayClassifier`): logistic regression and gradient-boosted trees; tests check equality with
-  scikit-learn.
+  (`ArrayClassifier`): logistic regression, gradient-boosted trees and the Platt-scaled RBF SVM; tests
+  check equality with scikit-learn.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .errors import StageError
 from .io import atomic_path, read_json, write_error
 
 BUNDLE_JSON, BUNDLE_ARRAYS = "model.json", "model.npz"
+KINDS = ("logreg", "gbt", "svm")
 REFUSED = ("refused without running it: it holds Python objects other than tensors, lists and dicts "
            "(not a file avemo writes; a pickle can execute code when loaded)")
 
@@ -124,12 +125,13 @@ def _binary_or_softmax(raw: np.ndarray) -> np.ndarray:
 
 
 class ArrayClassifier:
-    """predict_proba of a fitted StandardScaler + (LogisticRegression | HistGradientBoostingClassifier)
-    pipeline, from its arrays only. `kind` is logreg or gbt; `arrays` the dict of export_estimator."""
+    """predict_proba of a fitted StandardScaler + (LogisticRegression | HistGradientBoostingClassifier) pipeline,
+    or of that pipeline with an RBF SVC inside CalibratedClassifierCV (sigmoid, ensemble=False), from its
+    arrays only. `kind` is logreg, gbt or svm; `arrays` the dict of export_estimator."""
 
     def __init__(self, kind: str, arrays: dict[str, np.ndarray]):
-        if kind not in ("logreg", "gbt"):
-            raise StageError(f"model classifier '{kind}': avemo stores logreg and gbt estimators as arrays")
+        if kind not in KINDS:
+            raise StageError(f"model classifier '{kind}': avemo stores {', '.join(KINDS)} estimators as arrays")
         self.kind, self.arrays = kind, arrays
         self.classes_ = np.asarray(arrays["classes"])
 
@@ -140,7 +142,36 @@ class ArrayClassifier:
         x = self._scaled(x)
         if self.kind == "logreg":
             return _binary_or_softmax(x @ self.arrays["coef"].T + self.arrays["intercept"])
+        if self.kind == "svm":
+            return self._platt(self._svm_decision(x))
         return _binary_or_softmax(self._tree_scores(x))
+
+    def _svm_decision(self, x: np.ndarray) -> np.ndarray:
+        """libsvm's one-vs-one decision values, turned into scikit-learn's one-vs-rest shape."""
+        from sklearn.utils.multiclass import _ovr_decision_function
+
+        a = self.arrays
+        kernel = np.exp(-float(a["gamma"]) * ((x[:, None, :] - a["support_vectors"][None]) ** 2).sum(-1))
+        starts = np.concatenate([[0], np.cumsum(a["n_support"])])
+        n = len(a["n_support"])
+        pairs = []
+        for i in range(n):
+            for j in range(i + 1, n):
+                si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
+                pairs.append(kernel[:, si] @ a["dual_coef"][j - 1, si] + kernel[:, sj] @ a["dual_coef"][i, sj])
+        decision = np.stack(pairs, axis=1) + a["intercept"]
+        if n == 2:
+            return decision
+        return _ovr_decision_function(decision < 0, -decision, n)
+
+    def _platt(self, decision: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        decision = decision.reshape(len(decision), -1)
+        probs = 1.0 / (1.0 + np.exp(a["sigmoid_a"] * decision + a["sigmoid_b"]))
+        if len(self.classes_) == 2:
+            return np.stack([1 - probs[:, 0], probs[:, 0]], axis=1)
+        total = probs.sum(axis=1, keepdims=True)
+        return np.divide(probs, total, out=np.full_like(probs, 1 / probs.shape[1]), where=total != 0)
 
     def _tree_scores(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -164,15 +195,30 @@ def leaf_values(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def export_svm(calibrated) -> tuple[str, dict[str, np.ndarray]]:
+    """The Platt-scaled SVM of avemo.baselines.fit.probability_model (one refitted pipeline)."""
+    (inner,) = calibrated.calibrated_classifiers_
+    scaler, svc = inner.estimator.named_steps["scale"], inner.estimator.named_steps["clf"]
+    if svc.kernel != "rbf" or inner.method != "sigmoid":
+        raise StageError("only an RBF SVM with sigmoid calibration can be saved as arrays")
+    return "svm", {"scale_mean": scaler.mean_, "scale_scale": scaler.scale_, "classes": np.asarray(svc.classes_),
+                   "support_vectors": svc.support_vectors_, "dual_coef": svc.dual_coef_,
+                   "intercept": svc.intercept_, "n_support": svc.n_support_, "gamma": np.asarray(svc._gamma),
+                   "sigmoid_a": np.array([c.a_ for c in inner.calibrators]),
+                   "sigmoid_b": np.array([c.b_ for c in inner.calibrators])}
+
+
 def export_estimator(estimator) -> tuple[str, dict[str, np.ndarray]]:
     """(kind, arrays) of a fitted StandardScaler + LogisticRegression / HistGradientBoostingClassifier
-    pipeline; anything else is refused (it could only be stored as a pickle)."""
+    pipeline or Platt-scaled SVM; anything else is refused (it could only be stored as a pickle)."""
+    if type(estimator).__name__ == "CalibratedClassifierCV":
+        return export_svm(estimator)
     steps = getattr(estimator, "named_steps", {})
     scaler, clf = steps.get("scale"), steps.get("clf")
     name = type(clf).__name__
     if scaler is None or name not in ("LogisticRegression", "HistGradientBoostingClassifier"):
-        raise StageError(f"{type(estimator).__name__} ({name}): only logistic regression and gradient-boosted "
-                         "trees can be saved as arrays; the SVM baseline is scored but not saved")
+        raise StageError(f"{type(estimator).__name__} ({name}): only logistic regression, gradient-boosted "
+                         "trees and the calibrated SVM can be saved as arrays")
     arrays = {"scale_mean": scaler.mean_, "scale_scale": scaler.scale_, "classes": np.asarray(clf.classes_)}
     if name == "LogisticRegression":
         return "logreg", {**arrays, "coef": clf.coef_, "intercept": clf.intercept_}

@@ -24,24 +24,16 @@ def _arrays_of_normalization(state: dict) -> tuple[dict, dict]:
 
 
 def save_baseline(path: str | Path, bundle: dict) -> None:
-    """Write `bundle` as a model directory. An estimator that cannot be stored as arrays (the SVM) leaves
-    a directory whose model.json says so (the stage's metrics stand; predict refuses it by name)."""
+    """Write `bundle` as a model directory: JSON for the configuration, npz for every array."""
     norm_meta, arrays = _arrays_of_normalization(bundle["normalization"])
-    pipelines, unavailable = [], None
+    pipelines = []
     for i, (names, estimator) in enumerate(bundle["pipelines"]):
-        try:
-            kind, parts = export_estimator(estimator)
-        except StageError as err:
-            unavailable = str(err)
-            break
+        kind, parts = export_estimator(estimator)
         pipelines.append({"inputs": list(names), "kind": kind, "arrays": f"p{i}"})
         arrays.update({f"p{i}.{k}": v for k, v in parts.items()})
     meta = {key: value for key, value in bundle.items() if key not in ("pipelines", "normalization")}
-    meta.update(format=FORMAT, normalization=norm_meta, pipelines=[] if unavailable else pipelines,
+    meta.update(format=FORMAT, normalization=norm_meta, pipelines=pipelines,
                 fusion_weights={p: np.asarray(w, dtype=float).tolist() for p, w in bundle.get("fusion_weights", {}).items()})
-    if unavailable:
-        meta["unavailable"] = unavailable
-        arrays = {}
     save_bundle(path, to_json(meta), arrays)
 
 
@@ -62,8 +54,6 @@ def load_baseline(path: str | Path) -> dict:
     meta, arrays = load_bundle(path)
     if meta.get("format") != FORMAT:
         raise StageError(f"{path}: model.json is not an avemo model ({FORMAT}); retrain it with `dvc repro`")
-    if meta.get("unavailable"):
-        raise StageError(f"{path}: this baseline was scored but not saved ({meta['unavailable']})")
     try:
         norm = meta["normalization"]
         prior = {name: {stat: arrays[f"norm.{name}.{stat}"] for stat in ("mean", "var")} for name in norm["inputs"]}
