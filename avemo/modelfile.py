@@ -60,8 +60,11 @@ def load_checkpoint_file(path: str | Path, device="cpu") -> dict:
 
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise StageError(f"{path}: {REFUSED}") from None
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):  # a pickled object: its code would run with weights_only=False
+            raise StageError(f"{path}: {REFUSED}") from None
+        raise StageError(f"{path}: not a readable model checkpoint (not plain data that avemo writes; "
+                         "refused without running it)") from None
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file raises many unrelated types
         raise StageError(f"{path}: not a readable model checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict):
