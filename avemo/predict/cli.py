@@ -145,6 +145,8 @@ def main(argv=None) -> None:
     def body():
         result = run(args)
         print(json.dumps(result, indent=2, default=str) if args.json else format_table(result))
+        if args.json and (result.get("model_info") or {}).get("warning"):
+            print(f"warning: {result['model_info']['warning']}", file=sys.stderr)
         if "annotated" in result and not args.json:
             a = result["annotated"]
             print(f"annotated: {a['path']} ({a['frames']} frames, {a['size'][0]}x{a['size'][1]}, {a['codec']})")
