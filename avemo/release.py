@@ -18,7 +18,8 @@ import numpy as np
 
 from .baselines.features import matrix
 from .baselines.fit import class_probabilities
-from .baselines.stage import best_weights, bundle_classifier, fit_one, fuse, training_matrix
+from .baselines.bundle import bundle_classifier, fuse
+from .baselines.stage import best_weights, fit_one, training_matrix
 from .calibration import ECE_BINS, fit_temperature, reliability, reliability_diagram
 from .cv import fold_split, pick_val_actors
 from .errors import ParamError

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StageError
+from .features import matrix, pooled
+from .fit import class_probabilities
 from ..modelfile import ArrayClassifier, export_estimator, load_bundle, save_bundle
 from ..normalize import ProtocolNormalizer
 
@@ -70,3 +72,35 @@ def load_baseline(path: str | Path) -> dict:
 
 def normalizer_of(bundle: dict) -> ProtocolNormalizer:
     return ProtocolNormalizer.from_state_dict(bundle["normalization"])
+
+
+def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    fused = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
+    fused = np.exp(fused - fused.max(axis=1, keepdims=True))
+    return fused / fused.sum(axis=1, keepdims=True)
+
+
+def bundle_classifier(bundle: dict):
+    """(classify(standardised pooled inputs, protocol, branch) -> probabilities, pool(encoder outputs) ->
+    pooled) of a saved baseline or release, for `predict`: the same functions the stage scored the test
+    actors with. A release names its branches (the input combinations it answers from), each with its own
+    fusion weights and temperature per protocol; a plain baseline has one branch, all of its inputs."""
+    scorers = {tuple(names): scorer for names, scorer in bundle["pipelines"]}
+    branches = bundle.get("branches") or {}
+
+    def classify(inputs: dict, protocol: str, branch: str | None = None) -> np.ndarray:
+        if branch in branches:
+            spec = branches[branch]
+            probs = [class_probabilities(scorers[(name,)], matrix(inputs, [name])) for name in spec["inputs"]]
+            fused = fuse(probs, np.asarray(spec["fusion_weights"][protocol]))
+            return calibrate(fused, spec["temperature"][protocol])
+        probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
+        weights = bundle["fusion_weights"]
+        return fuse(probs, np.asarray(weights[protocol])) if weights else probs[0]
+
+    return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
+
+
+def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling: softmax(log p / T); T > 1 softens overconfident probabilities."""
+    return fuse([probs], np.array([1.0 / float(temperature)]))

@@ -21,8 +21,8 @@ from ..metrics import protocol_probabilities, protocol_report
 from ..io import write_json
 from ..modality import modality
 from ..normalize import PROTOCOLS, ProtocolNormalizer
-from .bundle import save_baseline
-from .features import load_pooled_set, matrix, pooled
+from .bundle import fuse, save_baseline
+from .features import load_pooled_set, matrix
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
 
 ENROLMENT_DRAWS = 3
@@ -60,38 +60,6 @@ def best_weights(val_probs: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     grid = [np.array(w, dtype=float) for w in itertools.product(range(FUSION_STEPS + 1), repeat=len(logs)) if sum(w)]
     best = max(grid, key=score)
     return best / best.sum()
-
-
-def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    fused = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
-    fused = np.exp(fused - fused.max(axis=1, keepdims=True))
-    return fused / fused.sum(axis=1, keepdims=True)
-
-
-def bundle_classifier(bundle: dict):
-    """(classify(standardised pooled inputs, protocol, branch) -> probabilities, pool(encoder outputs) ->
-    pooled) of a saved baseline or release, for `predict`: the same functions the stage scored the test
-    actors with. A release names its branches (the input combinations it answers from), each with its own
-    fusion weights and temperature per protocol; a plain baseline has one branch, all of its inputs."""
-    scorers = {tuple(names): scorer for names, scorer in bundle["pipelines"]}
-    branches = bundle.get("branches") or {}
-
-    def classify(inputs: dict, protocol: str, branch: str | None = None) -> np.ndarray:
-        if branch in branches:
-            spec = branches[branch]
-            probs = [class_probabilities(scorers[(name,)], matrix(inputs, [name])) for name in spec["inputs"]]
-            fused = fuse(probs, np.asarray(spec["fusion_weights"][protocol]))
-            return calibrate(fused, spec["temperature"][protocol])
-        probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        weights = bundle["fusion_weights"]
-        return fuse(probs, np.asarray(weights[protocol])) if weights else probs[0]
-
-    return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
-
-
-def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling: softmax(log p / T); T > 1 softens overconfident probabilities."""
-    return fuse([probs], np.array([1.0 / float(temperature)]))
 
 
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,

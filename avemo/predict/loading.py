@@ -142,8 +142,7 @@ def bundle_predictor(path: Path) -> Predictor:
     """A model directory (a classical baseline's, or the release): pooled encoder features, its
     classifiers as arrays, the fusion weights of each protocol, and for the release one branch per input
     combination with its calibration."""
-    from ..baselines.bundle import load_baseline, normalizer_of
-    from ..baselines.stage import bundle_classifier
+    from ..baselines.bundle import bundle_classifier, load_baseline, normalizer_of
 
     bundle = load_baseline(path)
     info = bundle["feature_info"]
