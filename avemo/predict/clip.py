@@ -156,7 +156,7 @@ def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | N
                      else f"no enrolment clip gave the inputs of the {branch} branch") + " (single clip)")
     detections = ({i: b for i, b, d in zip(track.frame_indices, track.boxes, track.detected) if d}
                   if track is not None else {})
-    result = ClipResult(str(path), predictor.name, used.name, used.kind, used.probabilities(inputs, stats, branch),
+    result = ClipResult(str(path), predictor.name, used.name, branch, used.probabilities(inputs, stats, branch),
                         used.classes, face_summary(track) if track is not None else None,
                         audio.summary() if audio else None, notes, detections, inputs,
                         time.perf_counter() - start, used.prep_source, branch=branch, model_info=used.info_for(branch))
