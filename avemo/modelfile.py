@@ -139,7 +139,11 @@ class ArrayClassifier:
         self.classes_ = np.asarray(arrays["classes"])
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float64) - self.arrays["scale_mean"]) / self.arrays["scale_scale"]
+        x = np.asarray(x, dtype=np.float64)
+        if "layer_keep" in self.arrays:  # avemo.baselines.layers.LayerColumns: the layers the grid chose
+            blocks = x.reshape(len(x), int(self.arrays["layer_count"]), -1)
+            x = blocks[:, self.arrays["layer_keep"]].reshape(len(x), -1)
+        return (x - self.arrays["scale_mean"]) / self.arrays["scale_scale"]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         x = self._scaled(x)
@@ -198,13 +202,23 @@ def leaf_values(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def layer_arrays(steps) -> dict[str, np.ndarray]:
+    """The layers a LayerColumns first step keeps (avemo.baselines.layers), if the pipeline has one."""
+    layers = steps.get("layers")
+    if layers is None:
+        return {}
+    return {"layer_count": np.asarray(layers.n_layers), "layer_keep": np.asarray(list(layers.keep), dtype=np.int64)}
+
+
 def export_svm(calibrated) -> tuple[str, dict[str, np.ndarray]]:
     """The Platt-scaled SVM of avemo.baselines.fit.probability_model (one refitted pipeline)."""
     (inner,) = calibrated.calibrated_classifiers_
-    scaler, svc = inner.estimator.named_steps["scale"], inner.estimator.named_steps["clf"]
+    steps = inner.estimator.named_steps
+    scaler, svc = steps["scale"], steps["clf"]
     if svc.kernel != "rbf" or inner.method != "sigmoid":
         raise StageError("only an RBF SVM with sigmoid calibration can be saved as arrays")
-    return "svm", {"scale_mean": scaler.mean_, "scale_scale": scaler.scale_, "classes": np.asarray(svc.classes_),
+    return "svm", {**layer_arrays(steps), "scale_mean": scaler.mean_, "scale_scale": scaler.scale_,
+                   "classes": np.asarray(svc.classes_),
                    "support_vectors": svc.support_vectors_, "dual_coef": svc.dual_coef_,
                    "intercept": svc.intercept_, "n_support": svc.n_support_, "gamma": np.asarray(svc._gamma),
                    "sigmoid_a": np.array([c.a_ for c in inner.calibrators]),
@@ -222,7 +236,8 @@ def export_estimator(estimator) -> tuple[str, dict[str, np.ndarray]]:
     if scaler is None or name not in ("LogisticRegression", "HistGradientBoostingClassifier"):
         raise StageError(f"{type(estimator).__name__} ({name}): only logistic regression, gradient-boosted "
                          "trees and the calibrated SVM can be saved as arrays")
-    arrays = {"scale_mean": scaler.mean_, "scale_scale": scaler.scale_, "classes": np.asarray(clf.classes_)}
+    arrays = {**layer_arrays(steps), "scale_mean": scaler.mean_, "scale_scale": scaler.scale_,
+              "classes": np.asarray(clf.classes_)}
     if name == "LogisticRegression":
         return "logreg", {**arrays, "coef": clf.coef_, "intercept": clf.intercept_}
     if getattr(clf, "is_categorical_", None) is not None and np.any(clf.is_categorical_):

@@ -19,7 +19,7 @@ import numpy as np
 from .baselines.features import matrix
 from .baselines.fit import class_probabilities
 from .baselines.bundle import bundle_classifier, fuse
-from .baselines.stage import best_weights, fit_one, training_matrix
+from .baselines.stage import best_weights, fit_one, layer_sets, readable_params, training_matrix
 from .calibration import ECE_BINS, fit_temperature, reliability, reliability_diagram
 from .cv import fold_split, pick_val_actors
 from .errors import ParamError
@@ -52,7 +52,7 @@ def protocol_view(norm: ProtocolNormalizer, part, protocol: str) -> dict:
     return norm.speaker_adapted(part.inputs, part.actors)
 
 
-def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int]) -> dict:
+def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int], infos: dict | None = None) -> dict:
     """The in-memory bundle (avemo.baselines.bundle) of the release fitted on `data`'s actors, choosing
     fusion weights and temperatures on `val_actors` (steps in the module docstring)."""
     from sklearn.base import clone
@@ -67,7 +67,8 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
     searches = {}
     for name in names:
         x, y, groups = training_matrix(norm, train, mode, seed, [name])
-        searches[name] = fit_one(baselines_cfg, "logreg", x, y, groups, seed)
+        searches[name] = fit_one(baselines_cfg, "logreg", x, y, groups, seed,
+                                 layer_sets(baselines_cfg, [name], infos) if infos else None)
     val_probs = {p: {name: class_probabilities(searches[name][1], matrix(protocol_view(norm, val, p), [name]))
                      for name in names} for p in PROTOCOLS}
     branches = {}
@@ -84,8 +85,8 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
         pipelines.append(([name], clone(searches[name][0].best_estimator_).fit(x, y)))
     return {"pipelines": pipelines, "branches": branches, "fusion_weights": {},
             "normalization": {"mode": mode, **full_norm.state_dict()},
-            "best_params": {name: {k.removeprefix("clf__"): v for k, v in s[0].best_params_.items()}
-                            for name, s in searches.items()},
+            "best_params": {name: readable_params(s[0].best_params_, layer_sets(baselines_cfg, [name], infos)
+                                                  if infos else None) for name, s in searches.items()},
             "train_actors": actors, "val_actors": sorted(val_actors), "n_train_clips": int(len(data.labels)),
             "classes": list(EMOTIONS)}
 
@@ -117,7 +118,7 @@ def accuracies(labels: np.ndarray, probs: np.ndarray) -> dict:
             "balanced_accuracy": round(float(balanced_accuracy_score(labels, predicted)), 4)}
 
 
-def cross_validate(params: dict, data, folds: list[int], log=print) -> dict:
+def cross_validate(params: dict, data, folds: list[int], infos: dict | None = None, log=print) -> dict:
     """The release's procedure on each fold of `cv.scheme` (test actors held out from everything):
     per fold, branch and protocol the accuracy (WA, UA) and ECE before/after calibration; pooled over
     the folds' test clips the reliability curves."""
@@ -130,7 +131,7 @@ def cross_validate(params: dict, data, folds: list[int], log=print) -> dict:
             continue
         test_actors = split["test_actors"]
         rest = data.subset([a for a in np.unique(data.actors) if int(a) not in test_actors])
-        bundle = fit_release(params["baselines"], params["train_defaults"], rest, split["val_actors"])
+        bundle = fit_release(params["baselines"], params["train_defaults"], rest, split["val_actors"], infos)
         test = data.subset(test_actors)
         scores = score(bundle, test)
         entry = {"fold": int(fold), "test_actors": test_actors, "val_actors": split["val_actors"],
@@ -185,10 +186,10 @@ def data_description(data_cfg: dict, data) -> str:
 def build_release(params: dict, data, infos: dict, folds: list[int], log=print) -> tuple[dict, dict]:
     """(in-memory bundle with its card, card dict): cross-validation first, then the model on every actor."""
     cfg = params["release"]
-    cv = cross_validate(params, data, folds, log)
+    cv = cross_validate(params, data, folds, infos, log)
     actors = sorted(int(a) for a in np.unique(data.actors))
     val_actors = pick_val_actors(actors, params["cv"]["val_actors"], params["cv"]["seed"])
-    bundle = fit_release(params["baselines"], params["train_defaults"], data, val_actors)
+    bundle = fit_release(params["baselines"], params["train_defaults"], data, val_actors, infos)
     summary = cv["summary"]["branches"]
     card = {"name": cfg["name"], "configuration": cfg["baseline"], "licence": LICENCE, "licence_note": LICENCE_NOTE,
             "data": data_description(params["data"], data), "data_source": params["data"].get("source"),

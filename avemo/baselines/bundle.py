@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StageError
+from .calibration import fuse_calibrated
 from .features import matrix, pooled
 from .fit import class_probabilities
 from ..modelfile import ArrayClassifier, export_estimator, load_bundle, save_bundle
@@ -35,7 +36,7 @@ def save_baseline(path: str | Path, bundle: dict) -> None:
         arrays.update({f"p{i}.{k}": v for k, v in parts.items()})
     meta = {key: value for key, value in bundle.items() if key not in ("pipelines", "normalization")}
     meta.update(format=FORMAT, normalization=norm_meta, pipelines=pipelines,
-                fusion_weights={p: np.asarray(w, dtype=float).tolist() for p, w in bundle.get("fusion_weights", {}).items()})
+                fusion_weights={p: to_json(w) for p, w in bundle.get("fusion_weights", {}).items()})
     save_bundle(path, to_json(meta), arrays)
 
 
@@ -67,7 +68,7 @@ def load_baseline(path: str | Path) -> dict:
         raise StageError(f"{path}: model directory incomplete (no {err})") from None
     state = {k: v for k, v in norm.items() if k != "inputs"}
     return {**meta, "pipelines": pipelines, "normalization": {**state, "prior": prior},
-            "fusion_weights": {p: np.asarray(w) for p, w in meta.get("fusion_weights", {}).items()}}
+            "fusion_weights": meta.get("fusion_weights", {})}
 
 
 def normalizer_of(bundle: dict) -> ProtocolNormalizer:
@@ -95,10 +96,15 @@ def bundle_classifier(bundle: dict):
             fused = fuse(probs, np.asarray(spec["fusion_weights"][protocol]))
             return calibrate(fused, spec["temperature"][protocol])
         probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        weights = bundle["fusion_weights"]
-        return fuse(probs, np.asarray(weights[protocol])) if weights else probs[0]
+        fusion = bundle["fusion_weights"]
+        return fuse_any(probs, fusion[protocol]) if fusion else probs[0]
 
     return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
+
+
+def fuse_any(probs: list[np.ndarray], fusion) -> np.ndarray:
+    """`baselines.fusion` grid (weights) or calibrated ({'temperatures', 'weights'}) late fusion."""
+    return fuse_calibrated(probs, fusion) if isinstance(fusion, dict) else fuse(probs, np.asarray(fusion))
 
 
 def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
