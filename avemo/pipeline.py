@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from .io import load_params
-    from .stage import run_stage
+    from .entry import run_stage
 
     parser = argparse.ArgumentParser(prog="avemo profile", description=__doc__.split("\n")[0])
     parser.add_argument("name", nargs="?", help="a key of params.yaml profiles (default: params.yaml profile)")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from avemo.ensemble import run_ensemble
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.entry import run_stage
+from avemo.protocols import PROTOCOLS
 
 
 def main() -> None:
@@ -20,7 +21,7 @@ def main() -> None:
         params = load_params()
         r = run_ensemble(params["ensemble"], params["run"]["ensemble"]["candidates"], args.predictions,
                          args.metadata, args.metrics, args.plots)
-        for protocol in ("single_clip", "speaker_adapted"):
+        for protocol in PROTOCOLS:
             p = r[protocol]
             members = ", ".join(f"{name} {weight:.2f}" for name, weight in p["members"].items())
             print(f"ensemble {protocol} ({r['method']}): {members}; val WA {p['val']['accuracy']:.4f}; "

@@ -17,7 +17,7 @@ from conftest import ROOT, venv_env
 from avemo.audio import extract_audio
 from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled
 from avemo.baselines.fit import grid_search
-from avemo.baselines.stage import run_baseline
+from avemo.baselines.fit_and_score import run_baseline
 from avemo.data import split_feature_set
 from avemo.encoders.egemaps import EGEMAPS_SIZE, egemaps_features
 from avemo.errors import ParamError

@@ -10,7 +10,7 @@ from avemo.errors import ParamError, StageError
 from avemo.faces import mtcnn
 from avemo.faces.crop import aligned_crop, eye_angle, square_crop
 from avemo.faces.decode import METHODS, read_samples
-from avemo.faces.stage import check_config, run
+from avemo.faces.crop_clips import check_config, run
 from avemo.faces.track import iou
 from avemo.metadata import write_metadata
 from avemo.video import crop_faces, detect_face, detect_largest_face

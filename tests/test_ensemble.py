@@ -238,7 +238,7 @@ def test_baselines_give_probabilities_for_all_classes_svm_included(clips):
 def test_baseline_and_model_predictions_on_real_clips_make_an_ensemble(sample_data, trained_models, tmp_path):
     """The baselines stage's function and evaluate on real features of the sample write predictions files
     that the ensemble stage's function combines, per protocol, choosing on the validation actor only."""
-    from avemo.baselines.stage import run_baseline
+    from avemo.baselines.fit_and_score import run_baseline
     from avemo.evaluate import evaluate_checkpoint
 
     params = sample_data.params()

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StageError
-from ..stage import run_stage
+from ..entry import run_stage
 from .annotate import annotate_video, clip_annotations, count_frames
 from .clip import predict_clip
 from .inputs import check_input

@@ -14,6 +14,7 @@ from .inputs import AudioTrack, check_input, clip_audio, read_audio, read_faces
 from .loading import models_of_kind
 from .output import probability_dict
 from .predictor import Predictor
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ClipResult:
     inputs: dict = field(default_factory=dict, repr=False)  # the model's unbatched input arrays
     seconds: float = 0.0
     preprocessing_from: str = ""
-    protocol: str = "single_clip"  # speaker_adapted with --enroll
+    protocol: str = SINGLE_CLIP  # speaker_adapted with --enroll
 
     @property
     def label(self) -> str:
@@ -126,5 +127,5 @@ def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | N
                         used.classes, face_summary(track) if track is not None else None,
                         audio.summary() if audio else None, notes, detections, inputs,
                         time.perf_counter() - start, used.prep_source)
-    result.protocol = "speaker_adapted" if stats else "single_clip"
+    result.protocol = SPEAKER_ADAPTED if stats else SINGLE_CLIP
     return result

@@ -120,7 +120,7 @@ def load_predictor(model: str | Path, models_dir: str | Path | None = None) -> P
 def baseline_predictor(path: Path) -> Predictor:
     """A classical baseline's bundle (models/baselines/NAME.joblib): pooled encoder features, its scikit-learn
     pipeline(s), and for the late-fusion classifier the fusion weights of each protocol."""
-    from ..baselines.stage import bundle_classifier
+    from ..baselines.fit_and_score import bundle_classifier
 
     try:
         import joblib

@@ -14,6 +14,7 @@ from ..ids import EMOTIONS
 from ..modality import AUDIO_SOURCES, VIDEO_SOURCES
 from ..normalize import ProtocolNormalizer
 from ..preprocess import audio_inputs, face_inputs, strip_round_trip
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 # The faces stage's defaults (params.yaml faces), for models that read no face: 16 frames a window, MTCNN.
 DEFAULT_FACES = {"n_frames": 16, "size": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
@@ -102,4 +103,4 @@ class Predictor:
             normalized = self.norm.with_enrolment(batch, self.pool({k: np.asarray(enrolment[k]) for k in self.needs}))
         else:
             normalized = self.norm.single_clip(batch)
-        return self.classify(normalized, "speaker_adapted" if enrolment else "single_clip")[0]
+        return self.classify(normalized, SPEAKER_ADAPTED if enrolment else SINGLE_CLIP)[0]

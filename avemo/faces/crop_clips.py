@@ -19,7 +19,7 @@ from ..errors import ParamError, StageError, VideoError
 from ..io import as_final, atomic_path, remove_stale_temporaries
 from ..metadata import read_metadata
 from ..parallel import map_clips, resolve_workers
-from ..stage import write_final_json
+from ..entry import write_final_json
 from ..video import crop_faces, save_strip
 from .detect import detector_name, prepare
 

@@ -19,9 +19,10 @@ from ..errors import ParamError, StageError
 from ..metrics import protocol_probabilities, protocol_report
 from ..io import atomic_path, write_error, write_json
 from ..modality import modality
-from ..normalize import PROTOCOLS, ProtocolNormalizer
+from ..normalize import ProtocolNormalizer
 from .features import load_pooled_set, matrix, pooled
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 ENROLMENT_DRAWS = 3
 FUSION_STEPS = 5  # late-fusion weights: whole numbers 0..5 per input, normalised
@@ -100,7 +101,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     fusion = {}
     if classifier == "late_logreg":
         for protocol in PROTOCOLS:
-            view = norm.single_clip(val.inputs) if protocol == "single_clip" else norm.speaker_adapted(val.inputs, val.actors)
+            view = norm.single_clip(val.inputs) if protocol == SINGLE_CLIP else norm.speaker_adapted(val.inputs, val.actors)
             fusion[protocol] = best_weights(branch_probs(view), val.labels)
 
     def predict(inputs, protocol):
