@@ -35,7 +35,7 @@ def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dic
 
     inputs = model_inputs(cfg["architecture"], cfg.get("args", {}))
     result = {**protocol_report(cfg["model"], test.clips, test.labels, probs, Path(cfg["metadata"])),
-              "modality": modality(inputs), "inputs": list(inputs),
+              "modality": modality({name: state["feature_info"][name] for name in inputs}), "inputs": list(inputs),
               "best_epoch": state["epoch"], "normalization": state["normalization"]["mode"],
               "weights": {name: info["weights"] for name, info in state["feature_info"].items() if name != "frames"},
               "test_actors": sorted(set(int(a) for a in test.actors)), **(extra or {})}

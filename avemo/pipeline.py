@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import ParamError
+from .modality import FRAMES
 
 INPUT_SLOTS = 3
 BASELINE_SLOTS = 3
@@ -20,10 +21,12 @@ ENSEMBLE_SLOTS = 8
 
 
 def input_path(name: str) -> str:
-    """The stage output that holds input `name`."""
-    if name == "frames":
+    """The stage output that holds input `name` (an encoder's, refused when no encoder has that name)."""
+    from .encoders.registry import spec_of
+
+    if name == FRAMES:
         return "data/faces"
-    return f"data/features/{name}"
+    return f"data/features/{spec_of(name).name}"
 
 
 def slots(paths: list[str], count: int, what: str) -> list[str]:
@@ -95,13 +98,12 @@ def run_section(params: dict, profile: str) -> dict:
                 if members else []}
     needed = {Path(path).name for entry in [*models.values(), *baselines.values(), *folds.values()]
               for path in entry["deps"] if path.startswith("data/features/")}
-    from .encoders.registry import modality_of
+    from .encoders.registry import spec_of
 
-    # the second parameter key each encode stage depends on: the log-mel settings for the spectrogram embedding
-    # (it embeds the log-mel image), else its own key again
-    encoders = {m: {name: {"param": f"features.audio.{'logmel' if name == 'spectrogram' else name}"
-                           if m == "audio" else f"features.video.{name}"}
-                    for name in sorted(needed) if modality_of(name) == m} for m in ("video", "audio")}
+    # the second parameter key each encode stage depends on: what else it reads (the spectrogram embedding:
+    # the log-mel settings), else its own key again
+    specs = [spec_of(name) for name in sorted(needed)]
+    encoders = {m: {s.name: {"param": s.reads or s.param} for s in specs if s.modality == m} for m in ("video", "audio")}
     return {"profile": profile, "encode_video": encoders["video"], "encode_audio": encoders["audio"],
             "models": models, "baselines": baselines, "cv_folds": folds,
             "cv_summaries": {name: {"dir": f"metrics/cv/{name}"} for name in summaries}, "ensemble": ensemble}

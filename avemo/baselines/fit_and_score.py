@@ -118,7 +118,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
                                         for split, part, p in (("val", val, val_probs), ("test", test, test_probs))
                                         for protocol in PROTOCOLS})
     result = {**protocol_report(name, test.clips, test.labels, test_probs, Path(metadata)),
-              "modality": modality(data.inputs), "inputs": list(data.inputs),
+              "modality": modality({name: infos[name] for name in data.inputs}), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
               "best_params": {"+".join(names): {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..io import choice
 from ..errors import ParamError, StageError
+from .registry import Encoder, EncoderSpec
 
 BACKBONES = ("mobilenet_v2", "resnet18", "resnet50", "resnet101")
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -74,3 +75,35 @@ def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.nd
     device = next(model.parameters()).device
     out = [model(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
+
+
+def _backbone(name: str, cfg: dict, context) -> tuple[nn.Module, str]:
+    with torch.random.fork_rng():  # a random backbone (weights: none) is the same in every process
+        torch.manual_seed(0)
+        model, _, used = load_backbone(cfg["backbone"], cfg["weights"], f"features.{name}")
+    return model.to(context.device), used
+
+
+def load_faces(cfg: dict, context) -> Encoder:
+    model, used = _backbone("video.imagenet", cfg, context)
+    return Encoder("imagenet", "video", used, cfg, lambda crops: embed(model, bgr_to_tensor(crops)))
+
+
+def load_spectrogram(cfg: dict, context) -> Encoder:
+    from .signal import load_logmel
+
+    model, used = _backbone("audio.spectrogram", cfg, context)
+    logmel = load_logmel(context.logmel or {}, context)
+    cfg["logmel"] = dict(context.logmel)
+    return Encoder("spectrogram", "audio", used, cfg,
+                   lambda window: embed(model, spectrogram_to_image(logmel.encode(window)[None]))[0])
+
+
+OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts MobileNetV2's IMAGENET1K_V1 file in the torch hub cache"
+ENCODERS = (
+    EncoderSpec("imagenet", "video", ("backbone", "weights"), load_faces, shape=(16, 1280), offline=OFFLINE_HINT,
+                random_weights={"weights": "none"}),
+    EncoderSpec("spectrogram", "audio", ("backbone", "weights"), load_spectrogram, shape=(1280,),
+                offline=OFFLINE_HINT, random_weights={"weights": "none"}, reads="features.audio.logmel",
+                code=("signal.py",)),
+)

@@ -11,7 +11,7 @@ from ..errors import StageError
 from ..models import model_inputs
 from ..normalize import ProtocolNormalizer
 from ..training import as_tensors, load_checkpoint, predict_proba
-from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
+from .predictor import Predictor, needs_modality
 
 # The repository the package is installed from (an editable install runs avemo/ from the repository root).
 INSTALL_ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def models_of_kind(kind: str, models_dir: str | Path | None = None) -> list[str]
             needs = model_inputs(cfg["architecture"], cfg.get("args", {}))
         except Exception:  # an unreadable neighbour must not hide the real error
             continue
-        has_video, has_audio = any(n in needs for n in VIDEO_INPUTS), any(n in needs for n in AUDIO_INPUTS)
+        has_video, has_audio = needs_modality(needs, "video"), needs_modality(needs, "audio")
         if (kind == "video" and has_video and not has_audio) or (kind == "audio" and has_audio and not has_video):
             names.append(path.stem)
     return names
