@@ -151,7 +151,8 @@ def test_r3d_101_size_and_weights_file_round_trip(tmp_path):
 
 
 def test_crop_normalisation_is_shared_and_matches_the_features_stage():
-    from avemo.encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, bgr_to_tensor
+    from avemo.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from avemo.encoders.imagenet import bgr_to_tensor
     from avemo.models.video import KINETICS_MEAN, KINETICS_STD, frames_to_clip, normalize_frames
 
     frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from .registry import Encoder, EncoderSpec
+from .spec import Encoder, EncoderSpec
 
 EGEMAPS_SIZE = 88
 # Shortest audio given to openSMILE: its F0 and jitter/shimmer need voiced stretches of several 60 ms

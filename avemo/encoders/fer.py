@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import StageError
-from .registry import Encoder, EncoderSpec
+from .spec import Encoder, EncoderSpec
 from .weights import hub_file
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -9,57 +9,17 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from ..errors import ParamError
+from .spec import Encoder, EncoderSpec, LoadContext
 
+__all__ = ["Encoder", "EncoderSpec", "LoadContext", "code_files", "encoder_modules", "load_encoder", "modality_of",
+           "names", "spec_of", "specs"]
 HERE = Path(__file__).resolve().parent
-MODALITIES = ("video", "audio")
 DECLARES = re.compile(r"^ENCODERS\s*[:=]", re.MULTILINE)  # how the registry tells an encoder module
-
-
-@dataclass
-class Encoder:
-    name: str
-    modality: str  # video (per face crop) or audio (the window)
-    weights: str   # recorded in every metric that uses it
-    config: dict   # the settings its output depends on
-    encode: Callable[[np.ndarray], np.ndarray]  # one clip: crops (n, s, s, 3) uint8 BGR, or window (samples,)
-
-
-@dataclass(frozen=True)
-class LoadContext:
-    """What a loader may need besides the encoder's own settings."""
-    sample_rate: int = 16000
-    logmel: dict | None = None  # params.yaml features.audio.logmel (the spectrogram embedding reads it)
-    device: str = "cpu"
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    name: str
-    modality: str  # video or audio
-    keys: tuple[str, ...]  # its settings, params.yaml features.<modality>.<name>: all required
-    load: Callable[[dict, LoadContext], Encoder]  # settings (checked for `keys`) -> the loaded encoder
-    shape: tuple[int, ...]  # one clip's output with params.yaml's settings (16 face crops, a 3 s window)
-    offline: str = ""  # how its weights get onto a machine without internet ("" = it needs none)
-    random_weights: dict | None = None  # settings that build it with random weights (None: no such option)
-    reads: str | None = None  # another params.yaml key its output depends on (the spectrogram: the log-mel's)
-    code: tuple[str, ...] = ()  # files of this package besides its module that its output depends on
-    module: str = field(default="", compare=False)  # its module's file name, filled in by the registry
-
-    def __post_init__(self):
-        if self.modality not in MODALITIES:
-            raise ParamError(f"encoder '{self.name}': modality {self.modality!r}; give one of {', '.join(MODALITIES)}")
-
-    @property
-    def param(self) -> str:
-        return f"features.{self.modality}.{self.name}"
 
 
 def encoder_modules() -> list[Path]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import Encoder, EncoderSpec
+from .spec import Encoder, EncoderSpec
 
 
 def load_logmel(cfg: dict, context) -> Encoder:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import StageError
-from .registry import Encoder, EncoderSpec
+from .spec import Encoder, EncoderSpec
 
 BUNDLES = {"wav2vec2": "WAV2VEC2_BASE", "hubert": "HUBERT_BASE", "wavlm": "WAVLM_BASE_PLUS"}
 ARCHITECTURES = {"wav2vec2": "wav2vec2_base", "hubert": "hubert_base", "wavlm": "wavlm_base"}

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import StageError
 from ..io import choice
-from .registry import Encoder, EncoderSpec
+from .spec import Encoder, EncoderSpec
 
 SIZES = ("tiny", "base", "small", "medium", "large-v3", "distil-large-v3")
 SAMPLE_RATE = 16000

@@ -134,7 +134,7 @@ class SnippetCrossAttention(CrossModalFusionMixin, Classifier):
                  dropout: float = 0.3, reduction: int = 16, triplet_margin: float = 0.5, triplet_weight: float = 0.5,
                  checkpoint: bool = False, chunk: int = 32):
         super().__init__()
-        from ..encoders.imagenet import load_backbone
+        from ..backbones import load_backbone
         from .video import snippet_indices, video_resnet
 
         audio = {"backbone": "resnet18", "weights": None, **(audio or {})}

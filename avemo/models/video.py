@@ -16,7 +16,7 @@ from torchvision.models.video.resnet import (
 )
 
 from ..aggregate import AGGREGATIONS
-from ..encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+from ..backbones import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 from ..errors import ParamError, StageError
 from ..io import choice
 from ..video import sample_indices
@@ -118,7 +118,7 @@ class FrameCNNSequence(Classifier):
     resnet50, mobilenet_v2...) embeds every frame, an LSTM or bidirectional LSTM runs over the frame
     vectors, mean over time, classifier. The designs: ResNet-18 + LSTM, ResNet-50 + BiLSTM. `weights`
     is a torchvision weights name (downloaded through torchvision; where that is impossible the error
-    names the file to put in the torch cache, see avemo.encoders.imagenet.load_backbone) or null for random init.
+    names the file to put in the torch cache, see avemo.backbones.load_backbone) or null for random init.
     `freeze_backbone` trains the temporal model and head only (the backbone stays in evaluation mode)."""
 
     def __init__(self, shapes: dict, backbone: str = "resnet18", weights: str | None = None, temporal: str = "lstm",
