@@ -76,7 +76,7 @@ def input_paths(paths) -> dict[str, Path]:
 def _load_input(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(clip ids, array) of one input: an encoder's output, or the face crops (uint8, frames x H x W x 3)."""
     if name == "frames":
-        from .video import load_strip
+        from .faces.strip import load_strip
 
         n_frames = read_json(path / "report.json")["config"]["n_frames"]
         clips = sorted(read_json(path / "tracks.json"))

@@ -48,30 +48,16 @@ def model_deps(params: dict, name: str) -> list[str]:
                  INPUT_SLOTS, f"models.{name}")
 
 
-def baseline_parts(spec: str) -> tuple[str, str]:
-    """'whisper_fer-late_logreg' -> ('whisper_fer', 'late_logreg')."""
-    from .baselines.features import parse_feature_set
-    from .baselines.fit import CLASSIFIERS
-
-    feature_set, _, classifier = spec.partition("-")
-    parse_feature_set(feature_set)
-    if classifier not in CLASSIFIERS:
-        raise ParamError(f"profile baseline '{spec}': give FEATURES-CLASSIFIER, classifier one of {', '.join(CLASSIFIERS)}")
-    return feature_set, classifier
-
-
 def baseline_deps(spec: str) -> list[str]:
+    from .baselines.fit_and_score import baseline_parts
+
     feature_set, _ = baseline_parts(spec)
     return slots([input_path(n) for n in feature_set.split("_")], BASELINE_SLOTS, f"baseline {spec}")
 
 
-def baseline_name(spec: str) -> str:
-    """The name of a baseline's metrics and predictions files: baseline_<features>_<classifier>."""
-    feature_set, classifier = baseline_parts(spec)
-    return f"baseline_{feature_set}_{classifier}"
-
-
 def run_section(params: dict, profile: str) -> dict:
+    from .baselines.fit_and_score import baseline_name, baseline_parts
+
     profiles = params.get("profiles", {})
     if profile not in profiles:
         raise ParamError(f"profile: '{profile}' unknown; choose one of: {', '.join(profiles)}")

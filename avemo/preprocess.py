@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from .audio import fix_length
 from .encoders.registry import Encoder
-from .video import load_strip, save_strip
+from .faces.strip import load_strip, save_strip
 
 STORED_DTYPE = np.float16
 

@@ -169,7 +169,7 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
                 torch.set_num_threads(int(threads))
             encode = load_encoder(name, params).encode
             if modality_of(name) == "video":  # `clips` are the strips of a faces run
-                from avemo.video import load_strip
+                from avemo.faces.strip import load_strip
 
                 inputs = [load_strip(c, params["faces"]["n_frames"]) for c in clips]
             else:  # `clips` are videos: their audio window
@@ -234,7 +234,7 @@ def crop_steadiness(strips_dir: Path, n_frames: int) -> float:
     """Mean absolute difference between consecutive crops of each clip (lower = steadier), 0-255 scale."""
     import numpy as np
 
-    from avemo.video import load_strip
+    from avemo.faces.strip import load_strip
 
     diffs = []
     for strip in sorted(strips_dir.glob("*.jpg")):

@@ -13,7 +13,8 @@ from avemo.faces.decode import METHODS, read_samples
 from avemo.faces.crop_clips import check_config, run
 from avemo.faces.track import iou
 from avemo.metadata import write_metadata
-from avemo.video import crop_faces, detect_face, detect_largest_face
+from avemo.faces.clip import crop_faces
+from avemo.faces.detect import detect_face, detect_largest_face
 
 MTCNN = {"detector": "mtcnn", "min_face": 0.15, "detect_size": 480}
 HAAR = {"detector": "haar", "min_face": 0.15, "scale_factor": 1.1, "min_neighbors": 5}

@@ -16,7 +16,7 @@ from avemo.encoders.registry import ENCODERS, load_encoder, modality_of
 from avemo.errors import ParamError, StageError
 from avemo.io import load_params
 from avemo.preprocess import audio_inputs, audio_window, face_inputs, strip_round_trip
-from avemo.video import crop_faces
+from avemo.faces.clip import crop_faces
 
 PARAMS = load_params(path=ROOT / "params.yaml")
 NEUTRAL = "01-01-01-01-01-01-01.mp4"  # neutral, normal intensity, actor 01

@@ -1,13 +1,10 @@
 import numpy as np
 import pytest
 
-from avemo.video import (
-    crop_faces,
-    fill_missing_boxes,
-    load_strip,
-    sample_indices,
-    save_strip,
-)
+from avemo.faces.clip import crop_faces
+from avemo.faces.sampling import sample_indices
+from avemo.faces.strip import load_strip, save_strip
+from avemo.faces.track import fill_missing_boxes
 
 CFG = {"n_frames": 8, "size": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
 MTCNN = {**CFG, "detector": "mtcnn", "detect_size": 480, "track_step": 4, "track_iou": 0.7}

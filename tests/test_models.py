@@ -188,7 +188,7 @@ def test_frame_cnn_frozen_backbone_trains_the_lstm_only():
 
 def test_av_frame_slices_follow_the_faces_stage_sampling():
     from avemo.models.fusion import frame_slice_weights
-    from avemo.video import sample_indices
+    from avemo.faces.sampling import sample_indices
 
     n, fps, clip_s = 16, 30.0, 3.7
     weights = frame_slice_weights(n, 301, clip_s, 0.5, 3.0)  # 3 s log-mel from 0.5 s, 10 ms hop

@@ -26,7 +26,9 @@ from avemo.predict.output import aggregate
 from avemo.predict.stream import run_stream
 from avemo.predict.timeline import frame_rows, summary
 from avemo.predict.window import make_grid
-from avemo.video import crop_faces, load_strip, sample_indices, save_strip
+from avemo.faces.clip import crop_faces
+from avemo.faces.sampling import sample_indices
+from avemo.faces.strip import load_strip, save_strip
 
 from conftest import ROOT, train_tiny, venv_env
 

@@ -20,12 +20,27 @@ from ..metrics import protocol_probabilities, protocol_report
 from ..io import atomic_path, write_error, write_json
 from ..modality import modality
 from ..normalize import ProtocolNormalizer
-from .features import load_pooled_set, matrix, pooled
+from .features import load_pooled_set, matrix, parse_feature_set, pooled
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
 from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 ENROLMENT_DRAWS = 3
 FUSION_STEPS = 5  # late-fusion weights: whole numbers 0..5 per input, normalised
+
+
+def baseline_parts(spec: str) -> tuple[str, str]:
+    """'whisper_fer-late_logreg' -> ('whisper_fer', 'late_logreg')."""
+    feature_set, _, classifier = spec.partition("-")
+    parse_feature_set(feature_set)
+    if classifier not in CLASSIFIERS:
+        raise ParamError(f"profile baseline '{spec}': give FEATURES-CLASSIFIER, classifier one of {', '.join(CLASSIFIERS)}")
+    return feature_set, classifier
+
+
+def baseline_name(spec: str) -> str:
+    """The name of a baseline's metrics and predictions files: baseline_<features>_<classifier>."""
+    feature_set, classifier = baseline_parts(spec)
+    return f"baseline_{feature_set}_{classifier}"
 
 
 def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names) -> tuple[np.ndarray, ...]:

@@ -21,13 +21,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ..parallel import thread_budget
-
-
-def sample_indices(n_total: int, n: int) -> list[int]:
-    """`n` frame indices spread at equal intervals over `n_total` frames (centres of n equal segments)."""
-    if n_total <= 0:
-        return []
-    return [min(n_total - 1, int((i + 0.5) * n_total / n)) for i in range(n)]
+from .sampling import sample_indices
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StageError
-from ..video import FaceTrack
+from ..faces.clip import FaceTrack
 from .inputs import AudioTrack, check_input, clip_audio, read_audio, read_faces
 from .loading import models_of_kind
 from .output import probability_dict
