@@ -91,7 +91,8 @@ def test_stage_without_any_usable_clip_fails_with_one_line(wavs):
 def test_feature_sets_name_known_pooled_inputs_once():
     assert parse_feature_set("whisper_fer_imagenet") == ("whisper", "fer", "imagenet")
     for bad in ("egemaps_frame_pooled", "fer_fer", "logmel"):
-        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among egemaps, imagenet"):
+        known = "egemaps, fer, imagenet, whisper joined"
+        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among {known}"):
             parse_feature_set(bad)
 
 

@@ -1,6 +1,7 @@
-"""Feature sets of the classical baselines: one pooled vector per clip and input.
+"""Feature sets of the classical baselines: one pooled vector per clip and input. Each encoder declares how
+(its `pooling`, avemo/encoders/registry.py), e.g.:
 
-- `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window;
+- `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window, as they are;
 - `imagenet`: the mean over the frames of the ImageNet face embeddings (the former `frame_pooled`);
 - `fer`: mean and standard deviation over the frames of the FER2013 expression features (2 x 135);
 - `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base).
@@ -16,26 +17,39 @@ from ..data import FeatureSet, input_dir
 from ..errors import ParamError, StageError
 from ..io import read_json
 
-POOLED_INPUTS = ("egemaps", "imagenet", "fer", "whisper")
-MEAN_ONLY = ("imagenet",)  # 1280-d already; its standard deviation over frames adds noise, not emotion
+
+
+def pooling(name: str) -> str | None:
+    """How the baselines pool encoder `name`'s output (None: it is no baseline input)."""
+    from ..encoders.registry import specs
+
+    spec = specs().get(name)
+    return spec.pooling if spec else None
+
+
+def pooled_inputs() -> list[str]:
+    from ..encoders.registry import specs
+
+    return [name for name, spec in specs().items() if spec.pooling]
 
 
 def parse_feature_set(feature_set: str) -> tuple[str, ...]:
     names = tuple(feature_set.split("_"))
-    unknown = [n for n in names if n not in POOLED_INPUTS]
+    unknown = [n for n in names if pooling(n) is None]
     if unknown or len(set(names)) != len(names):
-        raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(POOLED_INPUTS)} "
+        raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(pooled_inputs())} "
                          "joined by '_', each once (e.g. whisper_fer_imagenet)")
     return names
 
 
 def pooled(name: str, values: np.ndarray) -> np.ndarray:
-    """(n, T, d) per-frame or per-step features -> (n, d) mean (imagenet) or (n, 2d) mean and std."""
+    """(n, T, d) per-frame or per-step features -> (n, d) mean or (n, 2d) mean and std, as the encoder's
+    `pooling` says; (n, d) as they are."""
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 2:
         return values
     mean = values.mean(axis=1)
-    return mean if name in MEAN_ONLY else np.concatenate([mean, values.std(axis=1)], axis=1)
+    return mean if pooling(name) == "mean" else np.concatenate([mean, values.std(axis=1)], axis=1)
 
 
 def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, dict]:

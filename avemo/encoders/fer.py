@@ -180,4 +180,5 @@ def load(cfg: dict, context) -> Encoder:
 
 
 ENCODERS = (EncoderSpec("fer", "video", ("weights", "zoom"), load, shape=(16, len(FER_CLASSES) + FEATURES),
-                        offline=OFFLINE_HINT, random_weights={"weights": "none"}, code=("weights.py",)),)
+                        offline=OFFLINE_HINT, random_weights={"weights": "none"}, pooling="mean_std",
+                        code=("weights.py",)),)

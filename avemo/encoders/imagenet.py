@@ -57,8 +57,9 @@ def load_spectrogram(cfg: dict, context) -> Encoder:
 OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts MobileNetV2's IMAGENET1K_V1 file in the torch hub cache"
 ENCODERS = (
     EncoderSpec("imagenet", "video", ("backbone", "weights"), load_faces, shape=(16, 1280), offline=OFFLINE_HINT,
-                random_weights={"weights": "none"}),
+                random_weights={"weights": "none"}, code=("../backbones.py",),
+                pooling="mean"),  # 1280-d already; its standard deviation over frames adds noise, not emotion
     EncoderSpec("spectrogram", "audio", ("backbone", "weights"), load_spectrogram, shape=(1280,),
                 offline=OFFLINE_HINT, random_weights={"weights": "none"}, reads="features.audio.logmel",
-                code=("signal.py",)),
+                code=("signal.py", "../backbones.py")),
 )

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ParamError
 
 MODALITIES = ("video", "audio")
+POOLINGS = ("mean_std", "mean", "vector")
 
 
 @dataclass
@@ -38,13 +39,17 @@ class EncoderSpec:
     shape: tuple[int, ...]  # one clip's output with params.yaml's settings (16 face crops, a 3 s window)
     offline: str = ""  # how its weights get onto a machine without internet ("" = it needs none)
     random_weights: dict | None = None  # settings that build it with random weights (None: no such option)
+    pooling: str | None = None  # for the classical baselines: mean_std or mean over frames / steps, or
+    # vector (one per clip already); None: no baseline input
     reads: str | None = None  # another params.yaml key its output depends on (the spectrogram: the log-mel's)
-    code: tuple[str, ...] = ()  # files of this package besides its module that its output depends on
+    code: tuple[str, ...] = ()  # files besides its module (relative to avemo/encoders) its output depends on
     module: str = field(default="", compare=False)  # its module's file name, filled in by the registry
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ParamError(f"encoder '{self.name}': modality {self.modality!r}; give one of {', '.join(MODALITIES)}")
+        if self.pooling not in (None, *POOLINGS):
+            raise ParamError(f"encoder '{self.name}': pooling {self.pooling!r}; give one of {', '.join(POOLINGS)} or None")
 
     @property
     def param(self) -> str:

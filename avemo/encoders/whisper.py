@@ -64,4 +64,5 @@ def load(cfg: dict, context) -> Encoder:
                    lambda window: encode(model, window[None], cfg["pool"])[0])
 
 
-ENCODERS = (EncoderSpec("whisper", "audio", ("size", "pool"), load, shape=(50, 512), offline=OFFLINE_HINT),)
+ENCODERS = (EncoderSpec("whisper", "audio", ("size", "pool"), load, shape=(50, 512), offline=OFFLINE_HINT,
+                        pooling="mean_std"),)
