@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "predict": ("avemo.predict", "emotions of a video, audio file, camera or stream"),
     "report": ("avemo.report", "the model tables of the metrics files (single clip first), summary.json"),
-    "profile": ("avemo.pipeline", "what `dvc repro` runs: write params.yaml `run` from a profile (default, full)"),
+    "profile": ("avemo.pipeline", "what `dvc repro` runs: write run.yaml from a profile of params.yaml (default, full)"),
 }
 
 

@@ -102,7 +102,7 @@ def load_feature_set(paths: dict[str, Path], metadata: Path, needs: tuple[str, .
     absent = [n for n in needs if n not in paths]
     if absent:
         raise ParamError(f"the model reads {', '.join(absent)} but its stage was given only "
-                         f"{', '.join(map(str, paths.values()))}: params.yaml `run` is stale, run `avemo profile`")
+                         f"{', '.join(map(str, paths.values()))}: run.yaml is stale, run `avemo profile`")
     available = {name: _load_input(name, Path(paths[name])) for name in needs}
     index = {name: {c: i for i, c in enumerate(available[name][0])} for name in needs}
     clips, excluded = [], []

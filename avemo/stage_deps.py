@@ -95,6 +95,7 @@ def listed(files: set[str], root: Path = ROOT) -> list[str]:
 
 def stage_code(script: str, root: Path = ROOT) -> list[str]:
     """What dvc.yaml lists as the code of the stage that runs `script` (besides the script itself)."""
+    root = Path(root).resolve()
     return listed(set(relative(transitive(root / script, root), root)), root)
 
 
