@@ -59,12 +59,14 @@ def test_stage_deps_are_exactly_the_modules_its_script_imports(name):
 
 
 def test_model_stages_run_no_detector_and_no_encoder_code():
-    """Editing MTCNN re-crops faces but retrains no model; editing an encoder re-encodes but retrains nothing."""
+    """Editing MTCNN re-crops faces but retrains no model; editing an encoder re-encodes and retrains no
+    network (the classical baselines pool each input as its encoder declares: they read the registry)."""
     for stage in ("train", "evaluate", "baselines", "cv_fold", "ensemble", "cv_summary"):
         code = files_of(d for d in STAGES[stage]["deps"] if isinstance(d, str) and d.startswith("avemo/"))
         assert not {"avemo/faces/mtcnn.py", "avemo/faces/detect.py", "avemo/faces/decode.py",
                     "avemo/faces/clip.py"} & code, stage
-        assert not {"avemo/encoders/whisper.py", "avemo/encoders/fer.py"} & code, stage
+        if stage not in ("baselines", "cv_fold"):
+            assert not {"avemo/encoders/whisper.py", "avemo/encoders/fer.py"} & code, stage
     assert "avemo/faces/" in STAGES["faces"]["deps"]
 
 
