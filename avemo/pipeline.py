@@ -50,10 +50,11 @@ def model_deps(params: dict, name: str) -> list[str]:
 
 
 def baseline_deps(spec: str) -> list[str]:
+    from .baselines.features import parse_feature_set
     from .baselines.fit_and_score import baseline_parts
 
     feature_set, _ = baseline_parts(spec)
-    return slots([input_path(n) for n in feature_set.split("_")], BASELINE_SLOTS, f"baseline {spec}")
+    return slots([input_path(n) for n in parse_feature_set(feature_set)], BASELINE_SLOTS, f"baseline {spec}")
 
 
 def run_section(params: dict, profile: str) -> dict:

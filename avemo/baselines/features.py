@@ -34,9 +34,16 @@ def pooled_inputs() -> list[str]:
 
 
 def parse_feature_set(feature_set: str) -> tuple[str, ...]:
-    names = tuple(feature_set.split("_"))
+    """'whisper_fer' -> ('whisper', 'fer'); an input name may hold '_' itself: the longest known name first."""
+    known = sorted(pooled_inputs(), key=len, reverse=True)
+    names, rest = [], feature_set
+    while rest:
+        name = next((n for n in known if rest == n or rest.startswith(n + "_")), rest.split("_")[0])
+        names.append(name)
+        rest = rest[len(name) + 1:]
+    names = tuple(names)
     unknown = [n for n in names if pooling(n) is None]
-    if unknown or len(set(names)) != len(names):
+    if unknown or not names or len(set(names)) != len(names):
         raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(pooled_inputs())} "
                          "joined by '_', each once (e.g. whisper_fer_imagenet)")
     return names
