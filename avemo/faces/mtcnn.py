@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
-from ..encoders.weights import hub_file
+from ..weights import hub_file
 
 URL = "https://github.com/timesler/facenet-pytorch/raw/master/data/{}.pt"
 SHA256 = {"pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
