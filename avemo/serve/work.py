@@ -15,6 +15,7 @@ from ..predict.output import write_rows
 from ..predict.predictor import Predictor
 from ..predict.sources import file_seconds
 from ..predict.timeline import frame_annotations, frame_rows, summary
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 @dataclass
@@ -66,16 +67,16 @@ def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path]) -> 
     """The answer for `path` and, when `enrol` names other clips of the person, the adapted one."""
     start = time.perf_counter()
     single = predict_file(path, predictor, models_dir)
-    answers = {"single_clip": single.answer}
+    answers = {SINGLE_CLIP: single.answer}
     if enrol:
         enrolment = build_enrolment(enrol, predictor, path)
-        answers["speaker_adapted"] = predict_file(path, predictor, models_dir, enrolment).answer
+        answers[SPEAKER_ADAPTED] = predict_file(path, predictor, models_dir, enrolment).answer
     return Outcome(answers, time.perf_counter() - start, single)
 
 
 def write_results(folder: Path, answers: dict) -> None:
     """result.json (what `avemo predict --json` prints) and result.csv (its rows); adapted.* with enrolment."""
-    for key, stem in (("single_clip", "result"), ("speaker_adapted", "adapted")):
+    for key, stem in ((SINGLE_CLIP, "result"), (SPEAKER_ADAPTED, "adapted")):
         if key in answers:
             write_rows(folder / f"{stem}.json", answers[key])
             write_rows(folder / f"{stem}.csv", rows_of(answers[key]))
