@@ -7,7 +7,7 @@ import numpy as np
 
 from .errors import ParamError
 from .io import read_json, write_json
-from .protocols import PROTOCOLS, SINGLE_CLIP
+from .protocols import PROTOCOLS, SINGLE_CLIP, SPEAKER_ADAPTED
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -70,7 +70,7 @@ def table(cv_dir: str | Path = "metrics/cv") -> str:
     for path in sorted(Path(cv_dir).glob("*.json")):
         s = read_json(path)
         cell = lambda p, key: f"{s[p][key]['mean']:.3f} ± {s[p][key]['std']:.3f}"  # noqa: E731
-        rows.append(f"| {s['model']} | {s['scheme']} | {s['folds']} | {cell('single_clip', 'accuracy')} "
-                    f"| {cell('single_clip', 'balanced_accuracy')} | {cell('speaker_adapted', 'accuracy')} "
+        rows.append(f"| {s['model']} | {s['scheme']} | {s['folds']} | {cell(SINGLE_CLIP, 'accuracy')} "
+                    f"| {cell(SINGLE_CLIP, 'balanced_accuracy')} | {cell(SPEAKER_ADAPTED, 'accuracy')} "
                     f"| {s['test_clips']} |")
     return "\n".join(rows)
