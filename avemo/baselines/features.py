@@ -51,10 +51,10 @@ def parse_feature_set(feature_set: str) -> tuple[str, ...]:
 
 def pooled(name: str, values: np.ndarray) -> np.ndarray:
     """(n, T, d) per-frame or per-step features -> (n, d) mean or (n, 2d) mean and std, as the encoder's
-    `pooling` says; (n, d) as they are."""
+    `pooling` says; `flatten`: each clip's values as they are, in one vector."""
     values = np.asarray(values, dtype=np.float32)
-    if values.ndim == 2:
-        return values
+    if values.ndim == 2 or pooling(name) == "flatten":
+        return values.reshape(len(values), -1)
     mean = values.mean(axis=1)
     return mean if pooling(name) == "mean" else np.concatenate([mean, values.std(axis=1)], axis=1)
 

@@ -58,4 +58,4 @@ def load(cfg: dict, context) -> Encoder:
                    lambda window: egemaps_features(window, context.sample_rate))
 
 
-ENCODERS = (EncoderSpec("egemaps", "audio", (), load, shape=(EGEMAPS_SIZE,), pooling="vector"),)
+ENCODERS = (EncoderSpec("egemaps", "audio", (), load, shape=(EGEMAPS_SIZE,), pooling="flatten"),)
