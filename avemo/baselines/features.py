@@ -4,7 +4,9 @@
 - `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window, as they are;
 - `imagenet`: the mean over the frames of the ImageNet face embeddings (the former `frame_pooled`);
 - `fer`: mean and standard deviation over the frames of the FER2013 expression features (2 x 135);
-- `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base).
+- `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base);
+- `whisper_layers`: the same for each stored layer of the encoder (features.audio.whisper_layers.layers),
+  side by side (7 x 2 x 512 for base and all layers).
 A feature set names one or more of them joined by `_` (e.g. `egemaps_imagenet`): side by side for the
 single classifiers, one classifier each for the late-fusion classifier."""
 from __future__ import annotations
@@ -16,7 +18,6 @@ import numpy as np
 from ..data import FeatureSet, input_dir
 from ..errors import ParamError, StageError
 from ..io import read_json
-
 
 
 def pooling(name: str) -> str | None:
@@ -51,8 +52,13 @@ def parse_feature_set(feature_set: str) -> tuple[str, ...]:
 
 def pooled(name: str, values: np.ndarray) -> np.ndarray:
     """(n, T, d) per-frame or per-step features -> (n, d) mean or (n, 2d) mean and std, as the encoder's
-    `pooling` says; `flatten`: each clip's values as they are, in one vector."""
+    `pooling` says; `flatten`: each clip's values as they are, in one vector; `per_layer`: (n, layers, 2d)
+    as they are, or (n, layers, T, d) pooled over T, in one vector."""
     values = np.asarray(values, dtype=np.float32)
+    if pooling(name) == "per_layer":  # (n, layers, 2d) pooled by the encoder, or (n, layers, T, d) pooled over T
+        if values.ndim == 4:
+            values = np.concatenate([values.mean(axis=2), values.std(axis=2)], axis=2)
+        return values.reshape(len(values), -1)
     if values.ndim == 2 or pooling(name) == "flatten":
         return values.reshape(len(values), -1)
     mean = values.mean(axis=1)

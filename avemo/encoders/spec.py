@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ParamError
 
 MODALITIES = ("video", "audio")
-POOLINGS = ("mean_std", "mean", "flatten")
+POOLINGS = ("mean_std", "mean", "flatten", "per_layer")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class EncoderSpec:
     offline: str = ""  # how its weights get onto a machine without internet ("" = it needs none)
     random_weights: dict | None = None  # settings that build it with random weights (None: no such option)
     pooling: str | None = None  # for the classical baselines: mean_std or mean over frames / steps, or
-    # flatten (already pooled per clip: the values as one vector); None: no baseline input
+    # flatten (already pooled per clip: the values as one vector), per_layer (mean_std over T of each
+    # layer of (layers, T, d), or (layers, 2d) as it is); None: no baseline input
     reads: str | None = None  # another params.yaml key its output depends on (the spectrogram: the log-mel's)
     code: tuple[str, ...] = ()  # files besides its module (relative to avemo/encoders) its output depends on
     module: str = field(default="", compare=False)  # its module's file name, filled in by the registry
