@@ -202,6 +202,8 @@ class WindowPredictor:
             if self.points[j].frame is not None:
                 self.detector.forget(self.points[j].frame)
             del self.points[j]  # no later window uses them
+        if self.audio is not None and self.audio.status == "ok" and (self.predictor.uses_audio or self.fallback):
+            self.audio.discard_before(self._audio_span(self.next_k)[0])  # nor these samples
         return out
 
     def _video_inputs(self, model: Predictor, js: list[int], crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -220,7 +222,7 @@ class WindowPredictor:
             return None
         start, stop = self._audio_span(k)
         a = model.prep["audio"]
-        segment = self.audio.samples()[start:stop]
+        segment = self.audio.span(start, stop)
         return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])))
 
     def predict_window(self, k: int) -> Window:
