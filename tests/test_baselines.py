@@ -15,7 +15,7 @@ import soundfile as sf
 from conftest import ROOT, venv_env
 
 from avemo.audio import extract_audio
-from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled
+from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled, pooled_inputs
 from avemo.baselines.fit import grid_search
 from avemo.baselines.fit_and_score import run_baseline
 from avemo.data import split_feature_set
@@ -91,7 +91,7 @@ def test_stage_without_any_usable_clip_fails_with_one_line(wavs):
 def test_feature_sets_name_known_pooled_inputs_once():
     assert parse_feature_set("whisper_fer_imagenet") == ("whisper", "fer", "imagenet")
     for bad in ("egemaps_frame_pooled", "fer_fer", "logmel"):
-        known = "egemaps, fer, imagenet, whisper joined"
+        known = ", ".join(pooled_inputs())  # the registry's encoders that declare a pooling
         with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among {known}"):
             parse_feature_set(bad)
 
