@@ -205,7 +205,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1500",
-                "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a test-pattern webcam
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -350,6 +351,23 @@ def test_a_text_file_named_mp4_gets_the_command_line_message_and_the_server_keep
     screenshot(browser, "serve-error.png")
     status, reply = server.post([("file", clips[1].name, clips[1].read_bytes())])
     assert status == 202 and server.wait(reply["id"])["state"] == "done"
+
+
+@pytest.mark.slow
+def test_a_webcam_recording_is_uploaded_and_answered_as_a_file_would_be(browser, server):
+    """Chromium's fake camera films a test pattern (no face): the 4 s recording reaches the model as
+    webcam.webm and gets the command line's no-face message for an audio+video model."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    browser.find_element(By.ID, "webcam").click()
+    WebDriverWait(browser, 30).until(lambda d: "recorded 4 s" in d.find_element(By.ID, "status").text)
+    browser.find_element(By.ID, "go").click()
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "error").is_displayed()
+                                      or d.find_elements(By.CSS_SELECTOR, "#label"))
+    error = browser.find_element(By.ID, "error").text
+    assert error.startswith("webcam.webm: no face found in any of the") and f"'{MODEL}'" in error
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..predict import build_enrolment, predict_clip, run_stream
 from ..predict.annotate import annotate_video, clip_annotations, count_frames
@@ -21,7 +22,7 @@ from ..predict.timeline import frame_annotations, frame_rows, summary
 class Prediction:
     """An answer (the command line's JSON object) and what --annotate needs to draw it."""
     answer: dict
-    draw: tuple  # (labels, boxes) of every frame
+    frames: Callable[[], tuple]  # -> (labels, boxes) of every frame, computed when the video is drawn
     classes: list[str]
 
 
@@ -34,14 +35,14 @@ def predict_file(path: Path, predictor: Predictor, models_dir, enrolment=None) -
     """`avemo predict FILE [--enroll ...]` on a loaded model, as the command line runs it."""
     if choose_mode(path) == "clip":
         result = predict_clip(path, predictor, None, models_dir, enrolment)
-        answer, draw = result.as_dict(), clip_annotations(result, count_frames(path))
+        answer, frames = result.as_dict(), lambda: clip_annotations(result, count_frames(path))
     else:
         result = run_stream(path, predictor, models_dir=models_dir, enrolment=enrolment, detect=True)
-        frames = frame_rows(result)
-        answer, draw = summary(result, frames), frame_annotations(result, frames)
+        rows = frame_rows(result)
+        answer, frames = summary(result, rows), lambda: frame_annotations(result, rows)
     if enrolment is not None:
         answer["enrolment"] = enrolment.summary()
-    return Prediction(answer, draw, result.classes)
+    return Prediction(answer, frames, result.classes)
 
 
 def rows_of(answer: dict) -> list[dict]:
@@ -83,5 +84,5 @@ def write_results(folder: Path, answers: dict) -> None:
 
 def draw_video(path: Path, prediction: Prediction, out: Path) -> dict:
     """--annotate: box, label and bars drawn on every frame, audio kept."""
-    labels, boxes = prediction.draw
+    labels, boxes = prediction.frames()
     return annotate_video(path, out, labels, boxes, prediction.classes)
