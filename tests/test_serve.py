@@ -91,6 +91,17 @@ def test_the_queue_is_bounded_runs_one_job_at_a_time_and_removes_its_folder(tmp_
 
 # ------------------------------------------------------------------ a real server
 
+def non_loopback_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -393,6 +404,10 @@ def test_two_uploads_at_once_are_both_answered(server, clips):
 def test_uploads_are_limited_named_by_the_server_and_removed(models_dir, clips, tmp_path):
     server = Server(models_dir, tmp_path / "small", "--max-upload-mb", "0.05")
     try:
+        assert f"http://127.0.0.1:{server.port}/" in (tmp_path / "small" / "server.log").read_text()
+        if (other := non_loopback_address()) is not None:  # bound to 127.0.0.1 only: not reachable on it
+            with pytest.raises(OSError):
+                socket.create_connection((other, server.port), timeout=3).close()
         status, reply = server.post([("file", clips[0].name, clips[0].read_bytes() * 2)])
         assert status == 413 and "upload too large" in reply["detail"] and "0.05 MB" in reply["detail"]
         status, reply = server.post([("file", "../../escape.txt", b"hello")])

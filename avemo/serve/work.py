@@ -31,13 +31,15 @@ def choose_mode(path: Path) -> str:
     return "stream" if file_seconds(path) > MAX_CLIP_S else "clip"
 
 
-def predict_file(path: Path, predictor: Predictor, models_dir, enrolment=None) -> Prediction:
-    """`avemo predict FILE [--enroll ...]` on a loaded model, as the command line runs it."""
+def predict_file(path: Path, predictor: Predictor, models_dir, enrolment=None, on_window=None) -> Prediction:
+    """`avemo predict FILE [--enroll ...]` on a loaded model, as the command line runs it; `on_window(Window)`
+    follows a long file's windows."""
     if choose_mode(path) == "clip":
         result = predict_clip(path, predictor, None, models_dir, enrolment)
         answer, frames = result.as_dict(), lambda: clip_annotations(result, count_frames(path))
     else:
-        result = run_stream(path, predictor, models_dir=models_dir, enrolment=enrolment, detect=True)
+        result = run_stream(path, predictor, models_dir=models_dir, enrolment=enrolment, detect=True,
+                            on_window=on_window)
         rows = frame_rows(result)
         answer, frames = summary(result, rows), lambda: frame_annotations(result, rows)
     if enrolment is not None:
@@ -63,10 +65,10 @@ class Outcome:
     pending_video: Prediction | None = None
 
 
-def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path]) -> Outcome:
+def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path], on_window=None) -> Outcome:
     """The answer for `path` and, when `enrol` names other clips of the person, the adapted one."""
     start = time.perf_counter()
-    single = predict_file(path, predictor, models_dir)
+    single = predict_file(path, predictor, models_dir, on_window=on_window)
     answers = {"single_clip": single.answer}
     if enrol:
         enrolment = build_enrolment(enrol, predictor, path)

@@ -166,7 +166,8 @@ async function poll(id) {
   if (status.state === "queued") {
     $("status").textContent = status.position ? `waiting: ${status.position} upload(s) before yours…` : "waiting…";
   } else if (status.state === "running") {
-    $("status").textContent = `analysing ${status.name}…`;
+    $("status").textContent = `analysing ${status.name}…` +
+      (status.progress != null ? ` ${status.progress.toFixed(1)} s of it so far` : "");
   } else if (status.state === "failed") {
     $("status").textContent = "";
     showError(status.error);
