@@ -1,6 +1,8 @@
 """`avemo serve` in a real browser: the server started on 127.0.0.1 as a user starts it (`avemo serve`), headless
 Debian Chromium driven by Selenium, ravdess-lite clips, a 20 s file made by ffmpeg, a text file named .mp4.
 Set AVEMO_SCREENSHOTS=docs/images to save the page of each as the documentation's screenshots."""
+import csv
+import io
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import pytest
 
 from avemo.errors import StageError
 from avemo.ids import EMOTIONS
+from avemo.predict.batch import columns
 from avemo.serve.app import display_name
 from avemo.serve.cli import parse_args
 from avemo.serve.jobs import Busy, Job, JobQueue
@@ -281,6 +284,9 @@ def test_a_ravdess_lite_clip_shows_the_label_of_avemo_predict(browser, server, c
     assert set(shown) == set(EMOTIONS)
     answered = server.get(f"/api/jobs/{job_id(browser)}/result.json")
     assert answered["probabilities"] == expected["probabilities"] and answered["input"] == clips[0].name
+    rows = list(csv.DictReader(io.StringIO(server.get(f"/api/jobs/{job_id(browser)}/result.csv").decode())))
+    assert list(rows[0]) == columns(list(expected["probabilities"]))  # the columns of `avemo predict --output`
+    assert len(rows) == 1 and rows[0]["input"] == clips[0].name and rows[0]["label"] == expected["label"]
     wait_for_video(browser)
     screenshot(browser, "serve-clip.png")
 

@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
         outcome = analyse(job.input, settings.predictor, settings.models_dir, job.enrol, progress)
         job.answers, job.seconds = job.shown_data(outcome.answers), round(outcome.seconds, 3)
         job.pending = outcome.pending_video
-        write_results(job.folder, job.answers)
+        write_results(job.folder, outcome.answers, job.shown_data)
 
     def draw(job: Job) -> None:
         draw_video(job.input, job.pending, job.folder / "annotated.mp4")

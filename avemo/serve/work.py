@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..predict import build_enrolment, predict_clip, run_stream
 from ..predict.annotate import annotate_video, clip_annotations, count_frames
+from ..predict.batch import RowWriter, result_row
 from ..predict.cli import MAX_CLIP_S
 from ..predict.output import write_rows
 from ..predict.predictor import Predictor
@@ -47,17 +48,6 @@ def predict_file(path: Path, predictor: Predictor, models_dir, enrolment=None, o
     return Prediction(answer, frames, result.classes)
 
 
-def rows_of(answer: dict) -> list[dict]:
-    """The rows the command line writes: the window timeline (--timeline) of a long file, else the clip's
-    one row of label, probabilities, branch and notes."""
-    if answer.get("timeline"):
-        return answer["timeline"]
-    return [{"input": answer["input"], "model": answer["model"], "label": answer["label"],
-             "confidence": answer["confidence"], "branch": answer.get("branch", answer.get("inputs")),
-             **{f"p_{c}": p for c, p in answer["probabilities"].items()},
-             "notes": "; ".join(answer.get("notes", []))}]
-
-
 @dataclass
 class Outcome:
     answers: dict  # "single_clip" and, with enrolment clips, "speaker_adapted": the command line's JSON
@@ -76,12 +66,23 @@ def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path], on_
     return Outcome(answers, time.perf_counter() - start, single)
 
 
-def write_results(folder: Path, answers: dict) -> None:
-    """result.json (what `avemo predict --json` prints) and result.csv (its rows); adapted.* with enrolment."""
+def write_results(folder: Path, answers: dict, shown: Callable) -> None:
+    """result.json: what `avemo predict --json` prints; result.csv: the rows the command line writes, a long
+    file's window timeline (--timeline) or a clip's row (--output rows.csv); adapted.* with enrolment.
+    `shown` replaces this machine's paths by the client's file names."""
     for key, stem in (("single_clip", "result"), ("speaker_adapted", "adapted")):
-        if key in answers:
-            write_rows(folder / f"{stem}.json", answers[key])
-            write_rows(folder / f"{stem}.csv", rows_of(answers[key]))
+        if key not in answers:
+            continue
+        answer = answers[key]
+        write_rows(folder / f"{stem}.json", shown(answer))
+        if answer.get("timeline"):
+            write_rows(folder / f"{stem}.csv", shown(answer["timeline"]))
+            continue
+        writer = RowWriter(folder / f"{stem}.csv", list(answer["probabilities"]))
+        try:
+            writer.write(shown(result_row(answer)))
+        finally:
+            writer.close()
 
 
 def draw_video(path: Path, prediction: Prediction, out: Path) -> dict:
