@@ -50,8 +50,9 @@ function bars(probabilities) {
 
 function card(key, a, first) {
   const box = el("article", {class: "answer", id: "answer-" + key});
-  const whole = a.mode === "stream" ? ` — whole file, ${a.timeline ? a.timeline.times.length : ""} windows` : "";
-  box.append(el("h2", {}, (TITLES[key] || key) + whole));
+  const title = a.mode === "stream" && key === "single_clip" ? "Whole file" : (TITLES[key] || key);
+  const windows = a.mode === "stream" && a.timeline ? ` — ${a.timeline.times.length} windows` : "";
+  box.append(el("h2", {}, title + windows));
   const label = el("p", {class: "label", style: `color:${colour(a.label)}`}, a.label);
   if (first) label.id = "label";
   box.append(label);
