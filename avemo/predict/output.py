@@ -49,10 +49,28 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         raise write_error(path, err) from None
 
 
+def model_lines(result: dict) -> list[str]:
+    """Where the model comes from, its training data, its cross-validated accuracy, the branch that answered."""
+    info = result.get("model_info") or {}
+    if not info:
+        return []
+    acc = info.get("accuracy") or {}
+    cv = (f"; {acc['folds']}-fold cross-validation by actor: {acc['single_clip']:.3f} single clip"
+          + (f", {acc['speaker_adapted']:.3f} speaker adapted" if acc.get("speaker_adapted") is not None else "")
+          if acc.get("single_clip") is not None else "; no cross-validated accuracy recorded")
+    lines = [f"model file: {info['source']}; trained on {info['data']}{cv}"]
+    if result.get("branch"):
+        lines.append(f"branch: {result['branch']}")
+    if info.get("warning"):
+        lines.append(f"WARNING: {info['warning']}")
+    return lines
+
+
 def format_table(result: dict) -> str:
     """The terminal report: what was read, then all class probabilities, largest first."""
     lines = [f"input: {result['input']}",
              f"model: {result['model']} ({result['inputs']}), preprocessing from {result['preprocessing_from']}"]
+    lines += model_lines(result)
     if result.get("fallback"):
         lines.append(f"fallback: predicted with '{result['used_model']}'")
     if result.get("face"):

@@ -43,6 +43,7 @@ class StreamResult:
     audio: dict | None = None
     notes: list[str] = field(default_factory=list)
     preprocessing_from: str = ""
+    model_info: dict = field(default_factory=dict)
 
     @property
     def fps_processed(self) -> float:
@@ -143,7 +144,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
         raise
     state = WindowPredictor(predictor, grid, audio, fallback, predictor.uses_video or bool(detect), enrolment, adapt)
     result = StreamResult(name, predictor.name, predictor.kind, predictor.classes, grid, notes=notes,
-                          preprocessing_from=predictor.prep_source)
+                          preprocessing_from=predictor.prep_source, model_info=predictor.info)
     stats = {"frames": 0, "dropped": 0, "size": (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                                                   int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))}
     q: queue.Queue = queue.Queue(maxsize=queue_size)
