@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avemo.baselines.calibration import fit_calibrated, fuse_calibrated
+from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # fuse_calibrated = fuse(effective)
 from avemo.baselines.features import pooled
 from avemo.baselines.stage import best_weights, fuse
 from avemo.cv import fold_split

@@ -169,10 +169,11 @@ def test_a_classifier_on_a_middle_layer_learns_emotions_of_unseen_actors(sample_
 @pytest.mark.slow
 def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_layers, tmp_path):
     """baselines.layer_sets: the layers are chosen with C by GroupKFold over the training actors; the refitted
-    pipeline keeps only those layers' columns, survives a joblib round trip, and beats chance on unseen actors."""
+    pipeline keeps only those layers' columns, is saved as a plain scaler + regression giving the same
+    probabilities, and beats chance on unseen actors."""
     import joblib
 
-    from avemo.baselines.fit import grid_search
+    from avemo.baselines.fit import full_width, grid_search
     from avemo.baselines.stage import layer_sets, readable_params
 
     features, labels, actors = sample_layers
@@ -187,7 +188,10 @@ def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_
     assert chosen["layers"] in ([3], [6], [2, 3, 4]) and chosen["C"] in (0.001, 0.01)
     width = search.best_estimator_.named_steps["layers"].transform(flat[:2]).shape[1]
     assert width == 1024 * len(chosen["layers"])
-    joblib.dump(search.best_estimator_, tmp_path / "m.joblib")
+    wide = full_width(search.best_estimator_)  # the saved form: plain scaler + regression over every layer
+    assert list(wide.named_steps) == ["scale", "clf"] and wide.named_steps["clf"].coef_.shape[1] == 7 * 1024
+    assert np.allclose(wide.predict_proba(flat), search.best_estimator_.predict_proba(flat), atol=1e-6)
+    joblib.dump(wide, tmp_path / "m.joblib")
     accuracy = float((joblib.load(tmp_path / "m.joblib").predict(flat[~train]) == labels[~train]).mean())
     assert accuracy >= 0.3, accuracy
     assert layer_sets({"layer_sets": [[3]]}, ["whisper"], info) is None  # other inputs: every column
