@@ -202,6 +202,26 @@ def summary(folds: list[dict]) -> dict:
     return out
 
 
+def fmt(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def markdown(summary: dict) -> str:
+    """The per-layer and fusion tables of docs/accuracy.md."""
+    names = {f"layer_{k}": f"layer {k}" + (" (front end)" if k == 0 else " (final output, = `whisper`)" if k == 6 else "")
+             for k in range(7)}
+    names.update(layers_all="all 7 layers side by side", whisper="`whisper` (faster-whisper, 60 ms steps)",
+                 layers_cv="layers chosen by CV over the training actors", fer="`fer`", imagenet="`imagenet`")
+    lines = ["| input | single-clip WA | speaker-adapted WA |", "|---|---|---|"]
+    for name, row in summary["branches"].items():
+        lines.append(f"| {names.get(name, name)} | {fmt(row['single_clip'])} | {fmt(row['speaker_adapted'])} |")
+    lines += ["", "| branches | fusion | single-clip WA | speaker-adapted WA |", "|---|---|---|---|"]
+    for combo, row in summary["fusion"].items():
+        for how in ("calibrated", "grid"):
+            lines.append(f"| {combo} | {how} | {fmt(row['single_clip'][how])} | {fmt(row['speaker_adapted'][how])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path, required=True, help="folder of the encode stages' outputs")
@@ -235,6 +255,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     log(f"written {args.out}")
+    print(markdown(result["summary"]))
 
 
 if __name__ == "__main__":
