@@ -126,7 +126,8 @@ def cached(cache: Path | None, key: str, compute):
     return value
 
 
-def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None) -> dict:
+def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None,
+             only: list[str] | None = None) -> dict:
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     if split is None:
         return {}
@@ -146,6 +147,7 @@ def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache
     for name in ("fer", "imagenet", "whisper"):
         if name in data:
             inputs[name] = data[name]
+    inputs = {k: v for k, v in inputs.items() if not only or k in only}
     out = {"fold": fold, **split, "layers_cv": choice, "branches": {}, "fusion": {}}
     probs = {}
     for protocol in PROTOCOLS:
@@ -229,6 +231,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--cache", type=Path, default=None, help="folder keeping each fold's fitted branches")
+    parser.add_argument("--only", nargs="+", default=None, help="branches to fit (layer_K, layers_all, layers_cv, fer...)")
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
@@ -248,7 +251,7 @@ def main() -> None:
 
     log(f"{len(clips)} clips, inputs {', '.join(f'{k} {v.shape[1:]}' for k, v in data.items())}")
     with threadpool_limits(limits=1):
-        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log, args.cache))]
+        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log, args.cache, args.only))]
     result = {"protocol": "sequential_6x4 folds " + ",".join(map(str, args.folds)) + ", 4 validation actors a fold "
               "(cv.seed 0), logistic regression, C on validation actors", "clips": len(clips),
               "summary": summary(folds), "folds": folds, "seconds": round(time.time() - started)}
