@@ -116,7 +116,7 @@ def _baseline_fold(params, name, split, inputs, metadata, out, metrics, info) ->
     feature_set, classifier = baseline_parts(name)
     features = Path(inputs[0]).parent  # data/features/NAME -> data/features
     result = run_baseline(params["baselines"], split, params["train_defaults"], feature_set, classifier, metadata,
-                          metrics, out / "model.joblib", features, out / "predictions.csv")
+                          metrics, out / "model", features, out / "predictions.csv")
     result.update({**info, **split})
     write_json(metrics, result)
     write_json(out / "fold.json", {**info, **split})

@@ -95,7 +95,11 @@ def run_section(params: dict, profile: str) -> dict:
     ensemble = {"candidates": members,
                 "deps": slots([f"metrics/predictions/{m}.csv" for m in members], ENSEMBLE_SLOTS, "ensemble")
                 if members else []}
-    needed = {Path(path).name for entry in [*models.values(), *baselines.values(), *folds.values()]
+    release = {}
+    if spec.get("release"):  # the release@ stage (avemo/release.py) on params.yaml release.baseline
+        name = params.get("release", {}).get("baseline", "")
+        release[name] = {"deps": baseline_deps(name)}
+    needed = {Path(path).name for entry in [*models.values(), *baselines.values(), *folds.values(), *release.values()]
               for path in entry["deps"] if path.startswith("data/features/")}
     from .encoders.registry import modality_of
 
@@ -106,7 +110,8 @@ def run_section(params: dict, profile: str) -> dict:
                     for name in sorted(needed) if modality_of(name) == m} for m in ("video", "audio")}
     return {"profile": profile, "encode_video": encoders["video"], "encode_audio": encoders["audio"],
             "models": models, "baselines": baselines, "cv_folds": folds,
-            "cv_summaries": {name: {"dir": f"metrics/cv/{name}"} for name in summaries}, "ensemble": ensemble}
+            "cv_summaries": {name: {"dir": f"metrics/cv/{name}"} for name in summaries}, "ensemble": ensemble,
+            "release": release}
 
 
 def write_profile(path: Path, profile: str | None = None) -> dict:

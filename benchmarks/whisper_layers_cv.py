@@ -27,7 +27,8 @@ import numpy as np
 
 from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # fuse_calibrated = fuse(effective)
 from avemo.baselines.features import pooled
-from avemo.baselines.stage import best_weights, fuse
+from avemo.baselines.bundle import fuse
+from avemo.baselines.stage import best_weights
 from avemo.cv import fold_split
 from avemo.ids import parse_clip_id
 from avemo.normalize import ProtocolNormalizer

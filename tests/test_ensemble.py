@@ -251,7 +251,7 @@ def test_baseline_and_model_predictions_on_real_clips_make_an_ensemble(sample_da
     for feature_set, classifier in (("whisper", "svm"), ("whisper_fer", "late_logreg")):
         name = f"baseline_{feature_set}_{classifier}"
         result = run_baseline(cfg, params["split"], params["train_defaults"], feature_set, classifier,
-                              sample_data.metadata, tmp_path / f"{name}.json", tmp_path / f"{name}.joblib", features,
+                              sample_data.metadata, tmp_path / f"{name}.json", tmp_path / name, features,
                               preds / f"{name}.csv")
         frame = read_predictions(preds / f"{name}.csv")
         assert sorted(set(frame["split"])) == ["test", "val"] and sorted(set(frame["protocol"])) == list(PROTOCOLS)

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FeatureSet, input_dir
+from typing import TYPE_CHECKING
+
 from ..errors import ParamError, StageError
 from ..io import read_json
+
+if TYPE_CHECKING:
+    from ..data import FeatureSet
 
 POOLED_INPUTS = ("egemaps", "imagenet", "fer", "whisper_layers", "whisper")  # longest names first: see below
 LAYERED = ("whisper_layers",)  # (layers, 2d) pooled by the encoder, or (layers, T, d) sequences
@@ -52,6 +56,8 @@ def pooled(name: str, values: np.ndarray) -> np.ndarray:
 
 def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """(clips, pooled values, the encode stage's info.json) of one input."""
+    from ..data import input_dir  # data reads metadata with pandas: not imported by `predict`
+
     path = input_dir(features, name) / "features.npz"
     if not path.is_file():
         raise StageError(f"{path}: missing; run the encode stage of '{name}' first")
@@ -63,6 +69,7 @@ def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, di
 def load_pooled_set(feature_set: str, metadata: Path, features: Path) -> tuple[FeatureSet, dict[str, dict]]:
     """The metadata's clips that have every input of `feature_set` (others in `excluded`), and each input's
     info.json (the weights and settings it was computed with)."""
+    from ..data import FeatureSet
     from ..metadata import read_metadata
 
     needs = parse_feature_set(feature_set)

@@ -1,5 +1,6 @@
 """Stage baselines@FEATURES-CLASSIFIER: a classical classifier on pooled features, scored under both
-protocols like every model (avemo.evaluate), its fitted pipeline kept as a joblib file.
+protocols like every model (avemo.evaluate), its fitted pipeline kept as a model directory of arrays
+(avemo.baselines.bundle: model.json + model.npz, no pickle).
 
 The inputs are standardised as the neural models' are (avemo.normalize, `train_defaults.normalization`:
 in `enrolment` mode the training clips appear `ENROLMENT_DRAWS` times, each time standardised with
@@ -19,11 +20,12 @@ import numpy as np
 from ..data import split_feature_set
 from ..errors import ParamError, StageError
 from ..metrics import protocol_probabilities, protocol_report
-from ..io import atomic_path, write_error, write_json
+from ..io import write_json
 from ..modality import modality
 from ..normalize import PROTOCOLS, ProtocolNormalizer
+from .bundle import fuse, save_baseline
 from .calibration import fit_calibrated
-from .features import load_pooled_set, matrix, pooled
+from .features import load_pooled_set, matrix
 from .fit import CLASSIFIERS, class_probabilities, full_width, grid_search, probability_model
 
 ENROLMENT_DRAWS = 3
@@ -105,24 +107,6 @@ def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray) -> 
     return np.asarray(fitted["effective"]), {"temperatures": fitted["temperatures"], "weights": fitted["weights"]}
 
 
-def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    fused = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
-    fused = np.exp(fused - fused.max(axis=1, keepdims=True))
-    return fused / fused.sum(axis=1, keepdims=True)
-
-
-def bundle_classifier(bundle: dict):
-    """(classify(standardised pooled inputs, protocol) -> probabilities, pool(encoder outputs) -> pooled)
-    of a saved baseline, for `predict`: the same functions the stage scored the test actors with."""
-    fusion = {p: np.asarray(w) for p, w in bundle["fusion_weights"].items()}
-
-    def classify(inputs: dict, protocol: str) -> np.ndarray:
-        probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        return fuse(probs, fusion[protocol]) if fusion else probs[0]
-
-    return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
-
-
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
                  metrics: Path, model_path: Path, features: Path, predictions: Path | None = None) -> dict:
     if classifier not in CLASSIFIERS:
@@ -183,13 +167,8 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     bundle = {"name": name, "pipelines": [(names, scorer) for names, _, scorer, _ in fitted],
               "feature_set": feature_set, "feature_info": infos,
               "classifier": classifier, "normalization": {"mode": mode, **norm.state_dict()},
-              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"]}
-    try:
-        with atomic_path(model_path) as tmp:
-            import joblib
-
-            joblib.dump(bundle, tmp)
-    except OSError as err:
-        raise StageError(f"{write_error(model_path, err)}; {model_path} left as it was") from None
+              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"],
+              "n_train_clips": result["n_train"]}
+    save_baseline(model_path, bundle)
     write_json(metrics, result)  # no wall time in it: a rerun on the same features writes the same bytes
     return result

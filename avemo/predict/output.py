@@ -10,7 +10,7 @@ import numpy as np
 
 from ..aggregate import aggregate as clip_scores
 from ..errors import StageError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_error, write_json
 
 
 def probability_dict(probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -42,14 +42,35 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(buffer.getvalue())
+    except OSError as err:
+        raise write_error(path, err) from None
+
+
+def model_lines(result: dict) -> list[str]:
+    """Where the model comes from, its training data, its cross-validated accuracy, the branch that answered."""
+    info = result.get("model_info") or {}
+    if not info:
+        return []
+    acc = info.get("accuracy") or {}
+    cv = (f"; {acc['folds']}-fold cross-validation by actor: {acc['single_clip']:.3f} single clip"
+          + (f", {acc['speaker_adapted']:.3f} speaker adapted" if acc.get("speaker_adapted") is not None else "")
+          if acc.get("single_clip") is not None else "; no cross-validated accuracy recorded")
+    lines = [f"model file: {info['source']}; trained on {info['data']}{cv}"]
+    if result.get("branch"):
+        lines.append(f"branch: {result['branch']}")
+    if info.get("warning"):
+        lines.append(f"WARNING: {info['warning']}")
+    return lines
 
 
 def format_table(result: dict) -> str:
     """The terminal report: what was read, then all class probabilities, largest first."""
     lines = [f"input: {result['input']}",
              f"model: {result['model']} ({result['inputs']}), preprocessing from {result['preprocessing_from']}"]
+    lines += model_lines(result)
     if result.get("fallback"):
         lines.append(f"fallback: predicted with '{result['used_model']}'")
     if result.get("face"):
@@ -59,7 +80,9 @@ def format_table(result: dict) -> str:
     if result.get("audio"):
         a = result["audio"]
         lines.append(f"audio: {a['status']}" + (f", {a['seconds']} s" if a.get("seconds") else "")
-                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else ""))
+                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else "")
+                     + (f", window from {a['window_start_s']} s with {a['padding_s']} s padding"
+                        if a.get("padding_s") else ""))
     if result["mode"] == "stream":
         s = result["stream"]
         lines.append(f"stream: {s['frames']} frames in {s['windows']} windows of {s['window_s']} s every "

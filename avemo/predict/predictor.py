@@ -36,7 +36,29 @@ class Predictor:
     prep_source: str
     needs: tuple[str, ...]
     pool: Callable[[dict], dict] = staticmethod(lambda inputs: inputs)
+    # branch ('audio+video' | 'video' | 'audio') -> the inputs it answers from; one branch (its kind) unless
+    # the model has several (the release: whatever the file has)
+    branches: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # the output's model_info (loading.model_info)
     _encoders: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if not self.branches:
+            self.branches = {self.kind: tuple(self.needs)}
+
+    def info_for(self, branch: str) -> dict:
+        """model_info with the cross-validated accuracy of the branch that answered, where recorded."""
+        accuracy = self.info.get("accuracy") or {}
+        by_branch = accuracy.get("by_branch") or {}
+        if branch not in by_branch:
+            return self.info
+        return {**self.info, "accuracy": {**accuracy, **by_branch[branch], "branch": branch}}
+
+    def branch_for(self, video: bool, audio: bool) -> str | None:
+        """The branch that answers a file with (a face in) video and/or (audible) audio, or None."""
+        wanted = ["audio+video"] if video and audio else []
+        wanted += (["video"] if video else []) + (["audio"] if audio else [])
+        return next((b for b in wanted if b in self.branches), None)
 
     @property
     def uses_video(self) -> bool:
@@ -93,13 +115,17 @@ class Predictor:
         """The fixed-length audio window -> every audio encoder's output this model needs."""
         return audio_inputs(window, self.encoders("audio"))
 
-    def probabilities(self, inputs: dict[str, np.ndarray], enrolment: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """One clip's inputs (unbatched) -> its class probabilities. Without `enrolment` the clip is
-        standardised with the training actors' statistics (single_clip); with it (the same inputs of k
-        other clips of the person, stacked) with that person's statistics shrunk towards them."""
-        batch = self.pool({k: np.asarray(inputs[k])[None] for k in self.needs})
+    def probabilities(self, inputs: dict[str, np.ndarray], enrolment: dict[str, np.ndarray] | None = None,
+                      branch: str | None = None) -> np.ndarray:
+        """One clip's inputs (unbatched) -> its class probabilities (calibrated where the model is), from
+        `branch`'s inputs (default: the model's first, most complete branch). Without `enrolment` the
+        clip is standardised with the training actors' statistics (single_clip); with it (the same inputs
+        of k other clips of the person, stacked) with that person's statistics shrunk towards them."""
+        branch = branch or next(iter(self.branches))
+        needs = self.branches[branch]
+        batch = self.pool({k: np.asarray(inputs[k])[None] for k in needs})
         if enrolment:
-            normalized = self.norm.with_enrolment(batch, self.pool({k: np.asarray(enrolment[k]) for k in self.needs}))
+            normalized = self.norm.with_enrolment(batch, self.pool({k: np.asarray(enrolment[k]) for k in needs}))
         else:
             normalized = self.norm.single_clip(batch)
-        return self.classify(normalized, "speaker_adapted" if enrolment else "single_clip")[0]
+        return self.classify(normalized, "speaker_adapted" if enrolment else "single_clip", branch)[0]

@@ -43,6 +43,7 @@ class StreamResult:
     audio: dict | None = None
     notes: list[str] = field(default_factory=list)
     preprocessing_from: str = ""
+    model_info: dict = field(default_factory=dict)
 
     @property
     def fps_processed(self) -> float:
@@ -143,7 +144,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
         raise
     state = WindowPredictor(predictor, grid, audio, fallback, predictor.uses_video or bool(detect), enrolment, adapt)
     result = StreamResult(name, predictor.name, predictor.kind, predictor.classes, grid, notes=notes,
-                          preprocessing_from=predictor.prep_source)
+                          preprocessing_from=predictor.prep_source, model_info=predictor.info)
     stats = {"frames": 0, "dropped": 0, "size": (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                                                   int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))}
     q: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -181,7 +182,8 @@ def _finish(result: StreamResult, state: WindowPredictor, audio: AudioFeed | Non
     result.detections = state.detections
     if audio is not None:
         result.audio = {"status": audio.status, "seconds": round(audio.available() / audio.rate, 3),
-                        "rms_dbfs": None if audio.rms_dbfs is None else round(audio.rms_dbfs, 1)}
+                        "rms_dbfs": None if audio.rms_dbfs is None else round(audio.rms_dbfs, 1),
+                        "peak_held_s": round(audio.peak_held / audio.rate, 3)}
     result.frames, result.dropped, result.frame_size = stats["frames"], stats["dropped"], stats["size"]
     result.seconds = time.perf_counter() - started
     return result

@@ -12,7 +12,7 @@ from ..audio import fix_length
 from ..errors import StageError
 from ..video import detect_face, square_crop
 from .output import probability_dict
-from .predictor import Predictor
+from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
 
 if TYPE_CHECKING:
     from .sources import AudioFeed
@@ -69,6 +69,7 @@ class Window:
     face_rate: float | None
     classes: list[str]
     enrolment_clips: int = 0  # clips (or earlier windows, --adapt) whose statistics standardised this window
+    branch: str = ""  # audio+video | video | audio: which inputs answered
 
     @property
     def label(self) -> str | None:
@@ -98,7 +99,7 @@ class Window:
                 "time_s": round(self.centre_s, 3), "label": self.label or "",
                 "confidence": None if self.probs is None else round(self.confidence, 4), "status": self.status,
                 "model": self.model or "", "face_rate": None if self.face_rate is None else round(self.face_rate, 3),
-                "enrolment_clips": self.enrolment_clips,
+                "enrolment_clips": self.enrolment_clips, "branch": self.branch,
                 **{f"p_{k}": v for k, v in probs.items()}}
 
 
@@ -167,6 +168,8 @@ class WindowPredictor:
             self.next_k = 1
         for j in [j for j in self.points if j < self.next_k * self.grid.step]:
             del self.points[j]  # no later window uses them
+        if self.audio is not None and self.audio.status == "ok" and (self.predictor.uses_audio or self.fallback):
+            self.audio.discard_before(self._audio_span(self.next_k)[0])  # nor these samples
         return out
 
     def _video_inputs(self, model: Predictor, js: list[int]) -> dict[str, np.ndarray]:
@@ -183,7 +186,7 @@ class WindowPredictor:
             return None
         start, stop = self._audio_span(k)
         a = model.prep["audio"]
-        segment = self.audio.samples()[start:stop]
+        segment = self.audio.span(start, stop)
         return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])))
 
     def predict_window(self, k: int) -> Window:
@@ -194,29 +197,37 @@ class WindowPredictor:
         face_rate = float(np.mean(detected)) if self.detect and detected else None
         model, status = self.predictor, "ok"
         classes = model.classes
-        if model.uses_video and not any(detected):
-            if self.fallback is None or self.audio is None or self.audio.status != "ok":
+        audible = self.audio is not None and self.audio.status == "ok"
+        branch = model.branch_for(any(detected) or not model.uses_video, audible or not model.uses_audio)
+        if len(model.branches) == 1:
+            branch = model.kind
+        elif branch is None:
+            return Window(k, start, end, "no_face", None, None, face_rate, classes)  # and no sound
+        if model.uses_video and not any(detected) and len(model.branches) == 1:
+            if self.fallback is None or not audible:
                 return Window(k, start, end, "no_face", None, None, face_rate, classes)
-            model, status = self.fallback, "fallback"
+            model, status, branch = self.fallback, "fallback", self.fallback.kind
+        needs = set(model.branches[branch])
         inputs = {}
-        if model.uses_audio:
+        if needs & set(AUDIO_INPUTS):
             audio = self._audio_input(model, k)
             if audio is None:
                 return Window(k, start, end, "no_audio", None, None, face_rate, classes)
             inputs.update(audio)
-        if model.uses_video:
+        if needs & set(VIDEO_INPUTS):
             inputs.update(self._video_inputs(model, js))
         stats = self.speaker_statistics() if model is self.predictor else None
-        probs = model.probabilities(inputs, stats)
+        if stats is not None and not all(n in stats for n in needs):
+            stats = None
+        probs = model.probabilities(inputs, stats, branch)
         if self.adapt and model is self.predictor:
             self.history.append(inputs)  # used from the next window on, never for this one
         count = 0 if stats is None else len(next(iter(stats.values())))
-        return Window(k, start, end, status, model.name, probs, face_rate, classes, count)
+        return Window(k, start, end, status, model.name, probs, face_rate, classes, count, branch)
 
     def speaker_statistics(self) -> dict | None:
         """The enrolment inputs of this person so far: --enroll clips, then (--adapt) every earlier window."""
         parts = ([self.enrolment.inputs] if self.enrolment is not None else []) + \
-            ([{k: np.stack([h[k] for h in self.history]) for k in self.history[0]}] if self.history else [])
-        if not parts:
-            return None
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            [{k: v[None] for k, v in h.items()} for h in self.history]
+        names = {k for p in parts for k in p}
+        return {k: np.concatenate([p[k] for p in parts if k in p]) for k in names} or None

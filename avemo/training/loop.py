@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ..data import feature_info, input_paths
 from ..errors import ParamError
 from ..io import choice
+from ..modelfile import load_checkpoint_file
 from ..models import build_model, model_inputs
 from ..normalize import MODES, PROTOCOLS, ProtocolNormalizer
 from ..triplets import TripletSampler
@@ -94,8 +95,11 @@ class Trainer:
         return path.parent / "last" / f"{path.stem}.last.pt"
 
     def state(self, epoch: int) -> dict:
-        extra = {"distributed": {"world_size": self.dist.world_size, "backend": self.dist.backend}} \
-            if self.dist.enabled else {}
+        part = self.train_part  # what predict's model_info reports (and warns about when small)
+        extra = {"training_data": {"actors": sorted(int(a) for a in np.unique(part.actors)),
+                                   "clips": int(len(part.labels))}}
+        if self.dist.enabled:
+            extra["distributed"] = {"world_size": self.dist.world_size, "backend": self.dist.backend}
         return checkpoint_dict(self.model, self.optimizer, self.scheduler, epoch, self.result_config(), self.norm,
                                self.mode, self.shapes, self.info, extra)
 
@@ -117,7 +121,7 @@ class Trainer:
         path = self.last_path()
         if not (self.runtime.get("resume") and path.exists()):
             return
-        saved = torch.load(path, map_location=self.device, weights_only=False)
+        saved = load_checkpoint_file(path, self.device)
         if saved["config"] != self.result_config():
             print(f"{path}: configuration changed since it was written; training from scratch")
             return
