@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from avemo.baselines.calibration import fit_calibrated, fit_temperature, fuse_calibrated
-from avemo.baselines.stage import fit_fusion, fuse
+from avemo.baselines.bundle import fuse
+from avemo.baselines.fit_and_score import fit_fusion
 from avemo.errors import ParamError
 
 
