@@ -11,7 +11,7 @@ from dvclive import Live
 
 from avemo.config import model_config
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.entry import run_stage
 from avemo.training import train
 from avemo.training.distributed import Distributed
 

@@ -12,6 +12,7 @@ import torch
 from ..errors import StageError
 from ..modelfile import BUNDLE_JSON, is_bundle, load_checkpoint_file
 from ..models import model_inputs
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 from ..training import as_tensors, predict_proba
 from ..training.checkpoint import model_from_checkpoint
 from .predictor import Predictor
@@ -172,7 +173,7 @@ def model_info(name: str, source: str, training: dict, accuracy: dict | None = N
     data = training.get("data") or ", ".join(p for p in (f"{actors} actors" if actors else "",
                                                           f"{clips} clips" if clips else "") if p) or "not recorded"
     return {"name": name, "source": source, "data": data,
-            "accuracy": accuracy or {"single_clip": None, "speaker_adapted": None, "folds": None},
+            "accuracy": accuracy or {SINGLE_CLIP: None, SPEAKER_ADAPTED: None, "folds": None},
             "warning": small_data_warning(actors, clips)}
 
 
