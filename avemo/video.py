@@ -52,9 +52,9 @@ def _track(frames: list[np.ndarray], cfg: dict):
     boxes = fill_missing_boxes([f.box if f else None for f in faces])
     landmarks = fill_nearest([f.landmarks if f else None for f in faces])
     if cfg.get("align", False):
-        crops = [aligned_crop(f, b, m, cfg["margin"], cfg["size"]) for f, b, m in zip(frames, boxes, landmarks)]
+        crops = [aligned_crop(f, b, m, cfg["margin"], cfg["crop_px"]) for f, b, m in zip(frames, boxes, landmarks)]
     else:
-        crops = [square_crop(f, b, cfg["margin"], cfg["size"]) for f, b in zip(frames, boxes)]
+        crops = [square_crop(f, b, cfg["margin"], cfg["crop_px"]) for f, b in zip(frames, boxes)]
     return np.stack(crops), boxes, [f is not None for f in faces], landmarks, tracked, calls
 
 

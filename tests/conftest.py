@@ -107,7 +107,7 @@ def sample_project(where: Path, actors, items=("dvc.yaml", "params.yaml", "stage
     for actor in actors:
         shutil.copy(ROOT / f"data/sample/Video_Speech_Actor_{actor}.zip", sample)
     params = yaml.safe_load((where / "params.yaml").read_text())
-    params["faces"].update(n_frames=4, size=48, workers=1)
+    params["faces"].update(n_frames=4, crop_px=48, workers=1)
     params["audio"]["workers"] = 1
     return params
 

@@ -9,7 +9,7 @@ from avemo.video import (
     save_strip,
 )
 
-CFG = {"n_frames": 8, "size": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
+CFG = {"n_frames": 8, "crop_px": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
 MTCNN = {**CFG, "detector": "mtcnn", "detect_size": 480, "track_step": 4, "track_iou": 0.7}
 
 

@@ -102,10 +102,10 @@ def load_encoder(name: str, cfg: dict, sample_rate: int = 16000, logmel_cfg: dic
         from .whisper import SIZES, encode, load_whisper, weights_name
         from ..io import choice
 
-        _require(cfg, ("size", "pool"), name)
-        choice(cfg["size"], SIZES, "features.audio.whisper.size")
-        model = load_whisper(cfg["size"], device)
-        return Encoder(name, modality, weights_name(cfg["size"]), cfg,
+        _require(cfg, ("model", "pool"), name)
+        choice(cfg["model"], SIZES, "features.audio.whisper.model")
+        model = load_whisper(cfg["model"], device)
+        return Encoder(name, modality, weights_name(cfg["model"]), cfg,
                        lambda window: encode(model, window[None], cfg["pool"])[0])
     from .ssl import encode, load_ssl
 

@@ -132,7 +132,7 @@ class WindowPredictor:
         if box is not None:
             self.last_box = box
         self.detections[index] = box
-        crop = square_crop(frame, self.last_box, cfg["margin"], cfg["size"]) if self.predictor.uses_video else None
+        crop = square_crop(frame, self.last_box, cfg["margin"], cfg["crop_px"]) if self.predictor.uses_video else None
         while self.grid.frame(self.next_j) <= index:
             self.points[self.next_j] = Point(crop, box is not None)
             self.next_j += 1
