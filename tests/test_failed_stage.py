@@ -56,6 +56,8 @@ def test_a_failing_train_stage_leaves_its_dvclive_logs_as_committed(tmp_path):
     git = ("git", "-c", "user.name=test", "-c", "user.email=test@localhost")
     run(project, "git", "init", "-q")
     run(project, sys.executable, "-m", "dvc", "init", "-q")
+    run(project, *git, "add", "-A")
+    run(project, *git, "commit", "-qm", "tiny project")  # dvclive reads the git repository's HEAD
     run(project, sys.executable, "-m", "dvc", "repro", "train@whisper_linear")
     run(project, *git, "add", "-A")
     run(project, *git, "commit", "-qm", "trained")
