@@ -52,12 +52,20 @@ PIN_VARIABLES = ("AVEMO_CPU_PIN", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "
                  "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES",
                  "OPENCV_CPU_DISABLE", "DNNL_MAX_CPU_ISA")
 VIDEO_ENCODERS = ("fer", "imagenet")
+# --ablation: each pin variable in turn set back to what the library does by itself on this CPU (or, for
+# CT2_USE_MKL and MKL_CBWR, on an Intel CPU), the others pinned
+UNPINNED_VALUE = {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "ALL", "CT2_FORCE_CPU_ISA": "AVX512",
+                  "CT2_USE_MKL": "1", "MKL_CBWR": "AUTO", "OPENBLAS_CORETYPE": "SkylakeX",
+                  "NPY_DISABLE_CPU_FEATURES": ""}
 
 
 def environment(name: str) -> dict:
-    """This process's environment without any pin variable, plus environment `name`'s; one thread each."""
+    """This process's environment without any pin variable, plus environment `name`'s (or, for
+    `unpinned:VAR`, VAR set as the library would choose it); one thread each."""
     env = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
-    env.update(ENVIRONMENTS[name], OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    variable = name.split(":", 1)[1] if name.startswith("unpinned:") else None
+    env.update(ENVIRONMENTS.get(name, {variable: UNPINNED_VALUE.get(variable)}))
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -118,15 +126,19 @@ def encode_run(project: Path, encoder: str, env_name: str, faces: Path) -> Path:
     return out
 
 
-def compare_bytes(project: Path, encoders, env_names) -> dict:
-    """Per stage output (faces, each encoder): env name -> file digests, and whether all environments agree
-    with the first of env_names. Every encoder reads the first environment's faces."""
-    faces = {name: faces_run(project, name) for name in env_names}
-    first = faces[env_names[0]]
-    outputs = {"faces": {name: {k: v for k, v in digests(faces[name]).items() if k != "report.json"}
-                         for name in env_names}}
+def compare_bytes(project: Path, encoders, env_names, faces: bool = True) -> dict:
+    """Per stage output (faces unless `faces` is false, each encoder): env name -> file digests, and whether
+    all environments agree. The encoders read the pinned faces stage's crops."""
+    outputs = {}
+    if faces:
+        runs = {name: faces_run(project, name) for name in env_names}
+        outputs["faces"] = {name: {k: v for k, v in digests(runs[name]).items() if k != "report.json"}
+                            for name in env_names}
+    crops = project / "data" / "faces-pinned"
+    if not crops.exists():
+        faces_run(project, "pinned")
     for encoder in encoders:
-        outputs[encoder] = {name: digests(encode_run(project, encoder, name, first)) for name in env_names}
+        outputs[encoder] = {name: digests(encode_run(project, encoder, name, crops)) for name in env_names}
     return {stage: {"same": all(d == by_env[env_names[0]] for d in by_env.values()), "digests": by_env}
             for stage, by_env in outputs.items()}
 
@@ -182,6 +194,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8, help="clips of actor 01 of the embedded sample")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-bytes", action="store_true", help="speed only")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also each pin variable set back to the library's own choice (the encoders' bytes)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cpu-pin-") as tmp:
@@ -192,6 +206,8 @@ def main() -> None:
         if not args.no_bytes:
             shutil.rmtree(project / "data" / "faces-pinned")
             result["bytes"] = compare_bytes(project, args.encoders, names)
+        if args.ablation:
+            result["ablation"] = ablation(project, args.encoders)
         result["seconds_per_clip"] = speed(project, args.encoders, ["pinned", "free"], args.rounds)
     result["pinned_over_free"] = {e: round(t["pinned"] / t["free"], 3) for e, t in result["seconds_per_clip"].items()}
     report(result)
@@ -210,6 +226,14 @@ def cpu_name() -> str:
     return f"{model} ({'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'})"
 
 
+def ablation(project: Path, encoders) -> dict:
+    """pin variable -> the encoders whose bytes change when that variable alone is left to the library."""
+    faces = project / "data" / "faces-pinned"
+    pinned = {e: digests(project / "data" / "features" / f"{e}-pinned") for e in encoders}
+    return {variable: [e for e in encoders if digests(encode_run(project, e, f"unpinned:{variable}", faces)) != pinned[e]]
+            for variable in UNPINNED_VALUE}
+
+
 def report(result: dict) -> None:
     print(f"CPU: {result['cpu']}, {result['clips']} clips")
     for stage, entry in result.get("bytes", {}).items():
@@ -217,6 +241,8 @@ def report(result: dict) -> None:
         for name, files in entry["digests"].items():
             groups.setdefault(json.dumps(files, sort_keys=True), []).append(name)
         print(f"  {stage:10s} " + " | ".join(" = ".join(g) for g in groups.values()))
+    for variable, changed in result.get("ablation", {}).items():
+        print(f"  without {variable}: {', '.join(changed) or 'no change'}")
     for encoder, times in result["seconds_per_clip"].items():
         print(f"  {encoder:10s} pinned {times['pinned'] * 1000:.1f} ms/clip, free {times['free'] * 1000:.1f} ms/clip, "
               f"ratio {result['pinned_over_free'][encoder]}")

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # last bit between OpenMP thread counts, so predict in this process must run as the encode stages did.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import avemo  # noqa: E402,F401  before any test module loads torch: the CPU kernels pinned as in the stages
+
 
 def shared_dir() -> Path:
     """The workplace's shared data (ravdess-lite, ravdess-720p): AVEMO_SHARED, else ../shared beside the repo."""
