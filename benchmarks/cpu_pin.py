@@ -3,13 +3,14 @@ bytes then depend on what the CPU offers. One run, every measurement in a fresh 
 variables act when the libraries load):
 
   pinned            avemo's pin, on this CPU
-  pinned-avx2-cpu   the pin, and every library told that the CPU has no AVX-512 (AVX2_CPU: what an
+  pinned-avx2-cpu   the pin, and every library told that the CPU has no AVX-512 (NO_AVX512: what an
                     AVX2-only CPU shows them, including libraries the pin leaves alone: MKL, OpenCV)
   free              AVEMO_CPU_PIN=0: each library's own choice on this CPU
   free-avx2-cpu     AVEMO_CPU_PIN=0 on the simulated AVX2-only CPU
 
-Speed: the encoders' per-clip work (avemo.preprocess, as the encode stages run it: one torch thread,
-encoder loaded once, one warm-up clip not timed) over the inputs of N clips of the embedded sample, made
+Speed: the faces stage's per-clip work (avemo.faces.stage.process_clip: decode, MTCNN, crops, strip) and
+the encoders' (avemo.preprocess, as the encode stages run it), one torch thread, models loaded once, one
+warm-up clip not timed, over the inputs of N clips of the embedded sample, made
 by the real download, extract_audio and faces stages; the environments alternate for --rounds rounds and
 the best round counts (the machine is shared). Bytes: the real stage scripts (faces, stages/encode.py) per
 environment, compared file by file.
@@ -155,15 +156,24 @@ from avemo.video import load_strip
 torch.set_num_threads(1)
 name, project = sys.argv[1], Path(sys.argv[2])
 params = load_params(path=project / "params.yaml")
-modality = modality_of(name)
-cfg = params["features"][modality][name]
-encoder = load_encoder(name, cfg, params["audio"]["sample_rate"], params["features"]["audio"].get("logmel"), "cpu")
+modality = "faces" if name == "faces" else modality_of(name)
+if modality == "faces":
+    import tempfile
+    from avemo.faces.stage import process_clip
+    out = Path(tempfile.mkdtemp())
+    (out / "strips").mkdir()
+    inputs = sorted((project / "data" / "raw" / "clips").glob("*.mp4"))
+    work = lambda x: process_clip(x, params["faces"], out)
+else:
+    cfg = params["features"][modality][name]
+    encoder = load_encoder(name, cfg, params["audio"]["sample_rate"], params["features"]["audio"].get("logmel"),
+                           "cpu")
 if modality == "video":
     faces = project / "data" / "faces-pinned"
     n = read_json(faces / "report.json")["config"]["n_frames"]
     inputs = [load_strip(p, n) for p in sorted((faces / "strips").glob("*.jpg"))]
     work = lambda x: face_inputs(x, {name: encoder})[name]
-else:
+elif modality == "audio":
     inputs = [audio_window(load_wav(p, params["audio"]["sample_rate"]), params["audio"])
               for p in sorted((project / "data" / "audio" / "wav").glob("*.wav"))]
     work = lambda x: audio_inputs(x, {name: encoder})[name]
@@ -208,7 +218,7 @@ def main() -> None:
             result["bytes"] = compare_bytes(project, args.encoders, names)
         if args.ablation:
             result["ablation"] = ablation(project, args.encoders)
-        result["seconds_per_clip"] = speed(project, args.encoders, ["pinned", "free"], args.rounds)
+        result["seconds_per_clip"] = speed(project, ["faces", *args.encoders], ["pinned", "free"], args.rounds)
     result["pinned_over_free"] = {e: round(t["pinned"] / t["free"], 3) for e, t in result["seconds_per_clip"].items()}
     report(result)
     if args.json:
