@@ -1,4 +1,4 @@
-"""The `avemo` command: `avemo predict VIDEO ...`, `avemo report ...`, `avemo profile NAME`.
+"""The `avemo` command: `avemo predict VIDEO ...`, `avemo serve`, `avemo report ...`, `avemo profile NAME`.
 
 Each subcommand hands its own arguments to the module that owns it, so `avemo predict --help` is the
 predict command's help."""
@@ -8,6 +8,7 @@ import sys
 
 COMMANDS = {
     "predict": ("avemo.predict", "emotions of a video, audio file, camera or stream"),
+    "serve": ("avemo.serve.cli", "a local web page: upload a video, see its emotions (binds 127.0.0.1)"),
     "report": ("avemo.report", "the model tables of the metrics files (single clip first), summary.json"),
     "profile": ("avemo.pipeline", "what `dvc repro` runs: write params.yaml `run` from a profile (default, full)"),
 }

@@ -56,7 +56,8 @@ class FeatureSet:
 # Inputs a model can read: per-frame face-crop encoders and audio-window encoders (stages encode_video@NAME
 # and encode_audio@NAME write data/features/NAME/), and the face crops themselves (the faces stage's strips).
 VIDEO_INPUTS = ("imagenet", "fer")
-AUDIO_INPUTS = ("logmel", "wave", "spectrogram", "whisper", "wav2vec2", "hubert", "wavlm", "egemaps")
+AUDIO_INPUTS = ("logmel", "wave", "spectrogram", "whisper", "whisper_layers", "wav2vec2", "hubert", "wavlm",
+                "egemaps")
 INPUTS = VIDEO_INPUTS + AUDIO_INPUTS + ("frames",)
 
 

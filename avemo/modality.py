@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 VIDEO_SOURCES = ("imagenet", "fer", "frames")
-AUDIO_SOURCES = ("logmel", "wave", "spectrogram", "whisper", "wav2vec2", "hubert", "wavlm", "egemaps")
+AUDIO_SOURCES = ("logmel", "wave", "spectrogram", "whisper", "whisper_layers", "wav2vec2", "hubert", "wavlm",
+                 "egemaps")
 
 
 def modality(inputs) -> str:

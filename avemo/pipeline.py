@@ -58,8 +58,10 @@ def baseline_parts(spec: str) -> tuple[str, str]:
 
 
 def baseline_deps(spec: str) -> list[str]:
+    from .baselines.features import parse_feature_set
+
     feature_set, _ = baseline_parts(spec)
-    return slots([input_path(n) for n in feature_set.split("_")], BASELINE_SLOTS, f"baseline {spec}")
+    return slots([input_path(n) for n in parse_feature_set(feature_set)], BASELINE_SLOTS, f"baseline {spec}")
 
 
 def baseline_name(spec: str) -> str:

@@ -3,7 +3,9 @@
 - `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window;
 - `imagenet`: the mean over the frames of the ImageNet face embeddings (the former `frame_pooled`);
 - `fer`: mean and standard deviation over the frames of the FER2013 expression features (2 x 135);
-- `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base).
+- `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base);
+- `whisper_layers`: the same for each stored layer of the encoder (features.audio.whisper_layers.layers),
+  side by side (7 x 2 x 512 for base and all layers).
 A feature set names one or more of them joined by `_` (e.g. `egemaps_imagenet`): side by side for the
 single classifiers, one classifier each for the late-fusion classifier."""
 from __future__ import annotations
@@ -16,14 +18,20 @@ from ..data import FeatureSet, input_dir
 from ..errors import ParamError, StageError
 from ..io import read_json
 
-POOLED_INPUTS = ("egemaps", "imagenet", "fer", "whisper")
+POOLED_INPUTS = ("egemaps", "imagenet", "fer", "whisper_layers", "whisper")  # longest names first: see below
+LAYERED = ("whisper_layers",)  # (layers, 2d) pooled by the encoder, or (layers, T, d) sequences
 MEAN_ONLY = ("imagenet",)  # 1280-d already; its standard deviation over frames adds noise, not emotion
 
 
 def parse_feature_set(feature_set: str) -> tuple[str, ...]:
-    names = tuple(feature_set.split("_"))
+    names, rest = [], feature_set
+    while rest:  # input names may hold '_' themselves (whisper_layers): the longest known name first
+        name = next((n for n in POOLED_INPUTS if rest == n or rest.startswith(n + "_")), rest.split("_")[0])
+        names.append(name)
+        rest = rest[len(name) + 1:]
+    names = tuple(names)
     unknown = [n for n in names if n not in POOLED_INPUTS]
-    if unknown or len(set(names)) != len(names):
+    if unknown or len(set(names)) != len(names) or not names:
         raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(POOLED_INPUTS)} "
                          "joined by '_', each once (e.g. whisper_fer_imagenet)")
     return names
@@ -32,6 +40,10 @@ def parse_feature_set(feature_set: str) -> tuple[str, ...]:
 def pooled(name: str, values: np.ndarray) -> np.ndarray:
     """(n, T, d) per-frame or per-step features -> (n, d) mean (imagenet) or (n, 2d) mean and std."""
     values = np.asarray(values, dtype=np.float32)
+    if name in LAYERED:  # (n, layers, 2d) as stored, or (n, layers, T, d) sequences pooled over T
+        if values.ndim == 4:
+            values = np.concatenate([values.mean(axis=2), values.std(axis=2)], axis=2)
+        return values.reshape(len(values), -1)
     if values.ndim == 2:
         return values
     mean = values.mean(axis=1)

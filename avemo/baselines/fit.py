@@ -10,8 +10,9 @@ from ..io import choice
 CLASSIFIERS = ("logreg", "svm", "gbt", "late_logreg")
 
 
-def build_estimator(classifier: str, seed: int):
-    """StandardScaler + the classifier with its fixed settings; the grid varies the rest."""
+def build_estimator(classifier: str, seed: int, n_layers: int | None = None):
+    """StandardScaler + the classifier with its fixed settings; the grid varies the rest. With `n_layers`, a
+    first step keeps the layers the grid chooses."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -23,7 +24,12 @@ def build_estimator(classifier: str, seed: int):
              "svm": lambda: SVC(kernel="rbf", random_state=seed),
              # no early stopping: it would hold out a random (not actor-disjoint) part of the fold
              "gbt": lambda: HistGradientBoostingClassifier(early_stopping=False, random_state=seed)}[classifier]()
-    return Pipeline([("scale", StandardScaler()), ("clf", model)])
+    steps = [("scale", StandardScaler()), ("clf", model)]
+    if not n_layers:
+        return Pipeline(steps)
+    from .layers import LayerColumns
+
+    return Pipeline([("layers", LayerColumns(n_layers)), *steps])
 
 
 def param_grid(estimator, classifier: str, grid: dict) -> dict:
@@ -59,8 +65,9 @@ def _group_kfold():
 
 
 def grid_search(features: np.ndarray, labels: np.ndarray, actors: np.ndarray, classifier: str, grid: dict,
-                folds: int, scoring: str, seed: int, threads: int = 1):
-    """GridSearchCV over the training clips only, folds grouped by actor; refitted on all of them."""
+                folds: int, scoring: str, seed: int, threads: int = 1, layers: dict | None = None):
+    """GridSearchCV over the training clips only, folds grouped by actor; refitted on all of them. `layers`
+    ({'n_layers', 'keep': [positions...]}) adds the choice of the layers kept to the grid."""
     from sklearn.metrics import get_scorer_names
     from sklearn.model_selection import GridSearchCV
     from sklearn.utils._param_validation import InvalidParameterError
@@ -73,8 +80,11 @@ def grid_search(features: np.ndarray, labels: np.ndarray, actors: np.ndarray, cl
     if len(present) < 2:
         raise ParamError(f"split: {len(present)} training actor(s); the grid search needs at least 2 to hold one out")
     folds = min(folds, len(present))  # e.g. a small subset of actors: one fold per actor
-    estimator = build_estimator(classifier, seed)
-    search = GridSearchCV(estimator, param_grid(estimator, classifier, grid), cv=_group_kfold()(n_splits=folds),
+    estimator = build_estimator(classifier, seed, layers["n_layers"] if layers else None)
+    params = param_grid(estimator, classifier, grid)
+    if layers:
+        params["layers__keep"] = [tuple(k) for k in layers["keep"]]
+    search = GridSearchCV(estimator, params, cv=_group_kfold()(n_splits=folds),
                           scoring=scoring, refit=True, n_jobs=1, error_score="raise")
     try:
         with threadpool_limits(limits=threads):

@@ -6,7 +6,9 @@ in `enrolment` mode the training clips appear `ENROLMENT_DRAWS` times, each time
 statistics of a random number of their actor's other clips). The grid search is cross-validated by actor
 over the training actors only; the model is refitted on them and scored on the test actors. The late-fusion
 classifier `late_logreg` fits one logistic regression per input and sums their log-probabilities with
-weights chosen on the validation actors, separately for each protocol."""
+weights chosen on the validation actors, separately for each protocol: `baselines.fusion: grid` (whole-number
+weights maximising validation accuracy) or `calibrated` (a temperature per classifier, then non-negative
+weights maximising the validation log-likelihood; avemo.baselines.calibration)."""
 from __future__ import annotations
 
 import itertools
@@ -20,11 +22,13 @@ from ..metrics import protocol_probabilities, protocol_report
 from ..io import atomic_path, write_error, write_json
 from ..modality import modality
 from ..normalize import PROTOCOLS, ProtocolNormalizer
+from .calibration import fit_calibrated, fuse_calibrated
 from .features import load_pooled_set, matrix, pooled
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
 
 ENROLMENT_DRAWS = 3
 FUSION_STEPS = 5  # late-fusion weights: whole numbers 0..5 per input, normalised
+FUSIONS = ("grid", "calibrated")
 
 
 def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names) -> tuple[np.ndarray, ...]:
@@ -36,12 +40,30 @@ def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names
             np.tile(train.actors, draws))
 
 
-def fit_one(cfg: dict, classifier: str, features, labels, actors, seed: int):
+def layer_sets(cfg: dict, names: list[str], infos: dict) -> dict | None:
+    """The candidate layer sets of `baselines.layer_sets` as positions among the layers the whisper_layers
+    encode stage stored, for a classifier of that input alone; None otherwise (every stored layer is used)."""
+    sets = cfg.get("layer_sets")
+    if names != ["whisper_layers"] or not sets:
+        return None
+    info = infos["whisper_layers"]
+    stored = info["config"].get("layers", "all")
+    stored = list(range(info["shape"][0])) if stored == "all" else list(stored)
+    if not isinstance(sets, list) or not all(isinstance(s, list) and s for s in sets):
+        raise ParamError(f"baselines.layer_sets: {sets!r}; give a list of layer lists, e.g. [[3], [2, 3, 4]]")
+    usable = [tuple(stored.index(k) for k in s) for s in sets if all(k in stored for k in s)]
+    if not usable:
+        raise ParamError(f"baselines.layer_sets: none of {sets} is among the stored layers {stored} "
+                         "(features.audio.whisper_layers.layers)")
+    return {"n_layers": len(stored), "keep": usable, "stored": stored}
+
+
+def fit_one(cfg: dict, classifier: str, features, labels, actors, seed: int, layers: dict | None = None):
     threads = int(cfg.get("threads", 1))
     if classifier not in cfg.get("grids", {}):
         raise ParamError(f"baselines.grids.{classifier}: missing; give the parameter grid of {classifier}")
     search = grid_search(features, labels, actors, classifier, cfg["grids"][classifier], cfg["cv_folds"],
-                         cfg["scoring"], seed, threads)
+                         cfg["scoring"], seed, threads, layers)
     scorer, how = probability_model(search, features, labels, actors, threads)
     return search, scorer, how
 
@@ -60,6 +82,35 @@ def best_weights(val_probs: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     return best / best.sum()
 
 
+def readable_params(best: dict, layers: dict | None) -> dict:
+    """GridSearchCV's best_params_ as the metrics file shows them: C, and the layers kept by number."""
+    out = {k.removeprefix("clf__"): v for k, v in best.items() if k != "layers__keep"}
+    if "layers__keep" in best:
+        out["layers"] = [layers["stored"][i] for i in best["layers__keep"]]
+    return out
+
+
+def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray):
+    """The fusion of `method` (baselines.fusion) fitted on the validation clips: grid weights (an array) or
+    the calibrated fusion's temperatures and weights (a dict)."""
+    from ..io import choice
+
+    choice(method, FUSIONS, "baselines.fusion")
+    return fit_calibrated(val_probs, labels) if method == "calibrated" else best_weights(val_probs, labels)
+
+
+def fuse_any(probs: list[np.ndarray], fusion) -> np.ndarray:
+    return fuse_calibrated(probs, fusion) if isinstance(fusion, dict) else fuse(probs, np.asarray(fusion))
+
+
+def fusion_record(fusion, names) -> dict:
+    """The fitted fusion as the metrics file shows it, per input."""
+    if isinstance(fusion, dict):
+        return {name: {"temperature": round(t, 3), "weight": round(w, 3)}
+                for name, t, w in zip(names, fusion["temperatures"], fusion["weights"])}
+    return dict(zip(names, np.round(fusion, 3).tolist()))
+
+
 def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     fused = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
     fused = np.exp(fused - fused.max(axis=1, keepdims=True))
@@ -69,11 +120,11 @@ def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 def bundle_classifier(bundle: dict):
     """(classify(standardised pooled inputs, protocol) -> probabilities, pool(encoder outputs) -> pooled)
     of a saved baseline, for `predict`: the same functions the stage scored the test actors with."""
-    fusion = {p: np.asarray(w) for p, w in bundle["fusion_weights"].items()}
+    fusion = bundle["fusion_weights"]
 
     def classify(inputs: dict, protocol: str) -> np.ndarray:
         probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        return fuse(probs, fusion[protocol]) if fusion else probs[0]
+        return fuse_any(probs, fusion[protocol]) if fusion else probs[0]
 
     return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
 
@@ -92,20 +143,21 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     fitted = []
     for names in groups:
         x, y, actors = training_matrix(norm, train, mode, seed, names)
-        fitted.append((names, *fit_one(cfg, "logreg" if classifier == "late_logreg" else classifier, x, y, actors, seed)))
+        fitted.append((names, *fit_one(cfg, "logreg" if classifier == "late_logreg" else classifier, x, y, actors, seed,
+                                       layer_sets(cfg, names, infos))))
 
     def branch_probs(inputs):
         return [class_probabilities(scorer, matrix(inputs, names)) for names, _, scorer, _ in fitted]
 
-    fusion = {}
+    fusion, method = {}, cfg.get("fusion", "grid")
     if classifier == "late_logreg":
         for protocol in PROTOCOLS:
             view = norm.single_clip(val.inputs) if protocol == "single_clip" else norm.speaker_adapted(val.inputs, val.actors)
-            fusion[protocol] = best_weights(branch_probs(view), val.labels)
+            fusion[protocol] = fit_fusion(method, branch_probs(view), val.labels)
 
     def predict(inputs, protocol):
         probs = branch_probs(inputs)
-        return fuse(probs, fusion[protocol]) if fusion else probs[0]
+        return fuse_any(probs, fusion[protocol]) if fusion else probs[0]
 
     name = f"baseline_{feature_set}_{classifier}"
     test_probs = protocol_probabilities(predict, norm, test)
@@ -120,9 +172,10 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
               "modality": modality(data.inputs), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
-              "best_params": {"+".join(names): {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
+              "best_params": {"+".join(names): readable_params(search.best_params_, layer_sets(cfg, names, infos))
                               for names, search, _, _ in fitted},
-              "fusion_weights": {p: dict(zip(data.inputs, np.round(w, 3).tolist())) for p, w in fusion.items()},
+              "fusion": method if fusion else None,
+              "fusion_weights": {p: fusion_record(w, list(data.inputs)) for p, w in fusion.items()},
               "cv_fold_actors": fitted[0][1].cv.fold_actors_, "probabilities": fitted[0][3],
               "train_actors": sorted(int(a) for a in np.unique(train.actors)), "n_train": int(len(train.labels)),
               "val": {p: round(float((val_probs[p].argmax(1) == val.labels).mean()), 4) for p in PROTOCOLS},

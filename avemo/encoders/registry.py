@@ -4,7 +4,8 @@
 Video encoders, per face crop: `imagenet` (a torchvision ImageNet backbone's embedding), `fer` (FER2013
 mini-XCEPTION: 7 expression log-probabilities and 128 features). Audio encoders, of the fixed window
 (audio.offset_s, audio.duration_s): `logmel`, `wave` (the samples), `spectrogram` (ImageNet embedding of
-the log-mel image), `whisper` (Whisper encoder states), `wav2vec2`, `hubert`, `wavlm` (torchaudio),
+the log-mel image), `whisper` (Whisper encoder states), `whisper_layers` (every layer of the Whisper
+encoder, pooled or as sequences), `wav2vec2`, `hubert`, `wavlm` (torchaudio),
 `egemaps` (openSMILE eGeMAPSv02 functionals)."""
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import torch
 from ..errors import ParamError
 
 VIDEO_ENCODERS = ("imagenet", "fer")
-AUDIO_ENCODERS = ("logmel", "wave", "spectrogram", "whisper", "wav2vec2", "hubert", "wavlm", "egemaps")
+AUDIO_ENCODERS = ("logmel", "wave", "spectrogram", "whisper", "whisper_layers", "wav2vec2", "hubert", "wavlm",
+                  "egemaps")
 ENCODERS = VIDEO_ENCODERS + AUDIO_ENCODERS
 
 
@@ -43,7 +45,8 @@ def code_files(name: str) -> list[Path]:
     """The source files whose change must invalidate an encoder's cached per-clip outputs."""
     here = Path(__file__).resolve().parent
     own = {"imagenet": ["imagenet.py"], "fer": ["fer.py", "weights.py"], "logmel": [],
-           "wave": [], "spectrogram": ["imagenet.py"], "whisper": ["whisper.py"], "wav2vec2": ["ssl.py"],
+           "wave": [], "spectrogram": ["imagenet.py"], "whisper": ["whisper.py"],
+           "whisper_layers": ["whisper_layers.py", "whisper.py"], "wav2vec2": ["ssl.py"],
            "hubert": ["ssl.py"], "wavlm": ["ssl.py"], "egemaps": ["egemaps.py"]}[name]
     return [here / "registry.py", here.parent / "audio.py", *(here / f for f in own)]
 
@@ -107,6 +110,14 @@ def load_encoder(name: str, cfg: dict, sample_rate: int = 16000, logmel_cfg: dic
         model = load_whisper(cfg["model"], device)
         return Encoder(name, modality, weights_name(cfg["model"]), cfg,
                        lambda window: encode(model, window[None], cfg["pool"])[0])
+    if name == "whisper_layers":
+        from .whisper_layers import check_settings, encode_layers, load_whisper_layers, weights_name as layers_weights
+
+        _require(cfg, ("model", "layers", "output", "pool"), name)
+        model = load_whisper_layers(str(cfg["model"]), device)
+        layers, output, pool = check_settings(cfg, model.dims.n_layers)
+        return Encoder(name, modality, layers_weights(str(cfg["model"])), cfg,
+                       lambda window: encode_layers(model, window[None], layers, output, pool)[0])
     from .ssl import encode, load_ssl
 
     _require(cfg, ("weights", "layer", "pool"), name)

@@ -1,0 +1,73 @@
+"""Every Whisper layer (pooled mean || std, as whisper_layers) of other audio windows than the fixed 0.5-3.5 s
+cut, for benchmarks/whisper_layers_cv.py (--layers OUT/NAME):
+- `whole`: the whole clip (RAVDESS speech clips last 3-5 s; the fixed cut drops the end of most);
+- `vad`: from the first to the last speech that silero-vad (the ONNX model faster-whisper ships) finds, with
+  0.1 s kept on each side; the fixed window when it finds none.
+
+    nice -n 10 python benchmarks/whisper_layers_windows.py --wav-dir data/audio/wav --out /tmp/windows
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avemo.audio import load_wav
+from avemo.encoders.whisper_layers import encode_layers, load_whisper_layers
+from avemo.io import load_params
+from avemo.preprocess import audio_window
+
+MARGIN_S = 0.1
+
+
+def speech_span(samples: np.ndarray, rate: int) -> tuple[int, int] | None:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(samples.astype(np.float32), VadOptions(min_silence_duration_ms=300))
+    if not spans:
+        return None
+    margin = int(MARGIN_S * rate)
+    return max(0, spans[0]["start"] - margin), min(len(samples), spans[-1]["end"] + margin)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wav-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    audio = load_params()["audio"]
+    rate = audio["sample_rate"]
+    encoder = load_whisper_layers("base")
+    wavs = sorted(args.wav_dir.glob("*.wav"))
+    values = {"whole": [], "vad": []}
+    lengths = {"whole": [], "vad": []}
+    no_speech, started = [], time.time()
+    for i, wav in enumerate(wavs):
+        samples = load_wav(wav, rate)
+        span = speech_span(samples, rate)
+        if span is None:
+            no_speech.append(wav.stem)
+        windows = {"whole": samples, "vad": samples[span[0]:span[1]] if span else audio_window(samples, audio)}
+        for name, window in windows.items():
+            values[name].append(encode_layers(encoder, window[None])[0].astype(np.float16))
+            lengths[name].append(len(window) / rate)
+        if i % 100 == 0:
+            print(f"{i}/{len(wavs)} {time.time() - started:.0f} s", flush=True)
+    for name in values:
+        folder = args.out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "features.npz", clips=np.array([w.stem for w in wavs]), values=np.stack(values[name]))
+        (folder / "info.json").write_text(json.dumps({
+            "input": "whisper_layers", "window": name, "mean_s": round(float(np.mean(lengths[name])), 3),
+            "min_s": round(float(np.min(lengths[name])), 3), "max_s": round(float(np.max(lengths[name])), 3),
+            "no_speech": no_speech}, indent=1))
+    print(f"done in {time.time() - started:.0f} s; no speech found in {len(no_speech)} clips")
+
+
+if __name__ == "__main__":
+    main()
