@@ -148,3 +148,28 @@ def map_clips(work: Callable[[T], R], items: Iterable[T], workers: int, desc: st
                         other.cancel()
         bar.close()
     return results
+
+
+def imap_clips(work: Callable[[T], R], items: Iterable[T], workers: int, processes: bool = True,
+               initializer: Callable[[], None] | None = None, preload: tuple[str, ...] = ()):
+    """`(item, work(item))` for every item as each finishes (any order), for callers that write results
+    as they come; same pools and rules as map_clips. workers <= 1: in this process, in order."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        if initializer is not None:
+            initializer()
+        for item in items:
+            yield item, work(item)
+        return
+    pool, call = _pool(work, min(workers, len(items)), processes, initializer, list(preload))
+    with pool:
+        futures = {pool.submit(call, item): item for item in items}
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()

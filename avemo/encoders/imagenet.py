@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from ..io import choice
@@ -20,6 +19,8 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 def _resolve_weights(name: str, weights: str | None, param: str = "features"):
     if weights in (None, "none"):
         return None
+    import torchvision  # here, not at the top: torchvision costs seconds of every predict's start
+
     enum = torchvision.models.get_model_weights(name)
     if weights not in enum.__members__ and weights != "DEFAULT":
         raise ParamError(f"{param}.weights: '{weights}' is not valid for {name}; choose one of: "
@@ -36,6 +37,8 @@ def load_backbone(name: str, weights: str | None, param: str = "features") -> tu
     choice(name, BACKBONES, f"{param}.backbone")
     resolved = _resolve_weights(name, weights, param)
     try:
+        import torchvision
+
         model = torchvision.models.get_model(name, weights=resolved)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
         checkpoints = Path(torch.hub.get_dir()) / "checkpoints"

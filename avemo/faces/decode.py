@@ -23,6 +23,14 @@ from ..errors import VideoError
 from ..parallel import thread_budget
 
 
+def upright(frame) -> np.ndarray:
+    """A decoded frame as BGR, turned as its display matrix says (phones store video sideways and say so
+    in the metadata, which PyAV does not apply); OpenCV (stream mode, --annotate) turns frames the same way."""
+    image = frame.to_ndarray(format="bgr24")
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def sample_indices(n_total: int, n: int) -> list[int]:
     """`n` frame indices spread at equal intervals over `n_total` frames (centres of n equal segments)."""
     if n_total <= 0:
@@ -99,7 +107,7 @@ def _decode(stream, packets: list, wanted: set[int] | None, rank: dict, skip: bo
             count += 1
             index = rank.get(frame.pts, -1) if rank else count - 1
             if wanted is not None and index in wanted:
-                kept[index] = frame.to_ndarray(format="bgr24")
+                kept[index] = upright(frame)
 
     for packet in packets:
         if skip and rank:
@@ -204,7 +212,7 @@ def keyframe_seek(video: Path, n: int, threads: int = 0) -> Samples:
             for frame in container.decode(stream):
                 decoded += 1
                 if frame.pts is not None and frame.pts >= stamps[index]:
-                    kept[index] = frame.to_ndarray(format="bgr24")
+                    kept[index] = upright(frame)
                     break
     order = sorted(kept)
     return Samples([kept[i] for i in order], order, fps, len(stamps), declared, decoded)

@@ -3,7 +3,6 @@ pooled embeddings (spectrogram images, Whisper and other encoders)."""
 from __future__ import annotations
 
 import torch
-import torchaudio
 from torch import nn
 
 from ..io import choice
@@ -27,6 +26,8 @@ class SpectrogramCNN(Classifier):
         super().__init__()
         self.source = source
         if source == "mfcc":
+            import torchaudio  # here: only MFCC models need it
+
             self.mfcc = torchaudio.transforms.MFCC(sample_rate, n_mfcc, melkwargs={
                 "n_fft": 512, "hop_length": sample_rate // 100, "n_mels": 64})
             self.mfcc_norm = nn.BatchNorm2d(1)

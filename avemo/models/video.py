@@ -5,15 +5,7 @@ from pathlib import Path
 
 import torch
 import torch.utils.checkpoint
-import torchvision
 from torch import nn
-from torchvision.models.video.resnet import (
-    BasicBlock,
-    BasicStem,
-    Bottleneck,
-    Conv3DSimple,
-    VideoResNet,
-)
 
 from ..aggregate import AGGREGATIONS
 from ..encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_backbone
@@ -158,8 +150,8 @@ class FrameCNNSequence(Classifier):
         return self.sequence(self.dropout(self.frame_embeddings(batch["frames"])))[0].mean(dim=1)
 
 
-VIDEO_RESNETS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
-                 50: (Bottleneck, [3, 4, 6, 3]), 101: (Bottleneck, [3, 4, 23, 3])}
+VIDEO_RESNETS = {18: ("BasicBlock", [2, 2, 2, 2]), 34: ("BasicBlock", [3, 4, 6, 3]),
+                 50: ("Bottleneck", [3, 4, 6, 3]), 101: ("Bottleneck", [3, 4, 23, 3])}  # torchvision's blocks
 
 
 def video_resnet(depth: int = 101, weights_path: str | None = None) -> VideoResNet:
@@ -168,8 +160,10 @@ def video_resnet(depth: int = 101, weights_path: str | None = None) -> VideoResN
     r3d_18). Kinetics weights from the state dict at `weights_path` when given (see
     load_video_weights), random init otherwise. The fc head is removed; `out_features` is the width."""
     choice(depth, tuple(VIDEO_RESNETS), "args.depth")
+    from torchvision.models.video import resnet  # imported here: torchvision costs seconds (predict's start)
+
     block, layers = VIDEO_RESNETS[depth]
-    model = VideoResNet(block, [Conv3DSimple] * 4, layers, BasicStem)
+    model = resnet.VideoResNet(getattr(resnet, block), [resnet.Conv3DSimple] * 4, layers, resnet.BasicStem)
     if weights_path:
         load_video_weights(model, weights_path, f"3D ResNet-{depth}")
     model.out_features, model.fc = model.fc.in_features, nn.Identity()
@@ -278,6 +272,8 @@ class Video3D(Classifier):
             self.backbone = video_resnet(101, weights_path)
             self.latent_size = self.backbone.out_features
         else:
+            import torchvision
+
             self.backbone = torchvision.models.get_model(backbone, weights=weights)
             if weights_path:
                 load_video_weights(self.backbone, weights_path, "3D ResNet-18")

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import StageError
 from ..video import FaceTrack
-from .inputs import AudioTrack, check_input, clip_audio, read_audio, read_faces
+from .inputs import (AudioTrack, check_input, clip_audio, padding_note, read_audio, read_faces,
+                     truncation_note)
 from .loading import models_of_kind
 from .output import probability_dict
 from .predictor import Predictor
@@ -100,9 +101,15 @@ def clip_inputs(path: Path, predictor: Predictor, fallback: Predictor | None = N
             audio = read_audio(path, rate)
         if audio.status != "ok":
             raise missing_audio_error(path, used, audio, models_dir)
-        inputs.update(used.audio_inputs(clip_audio(audio.samples, used.prep["audio"])))
+        window, placement = clip_audio(audio.samples, used.prep["audio"])
+        audio.placement = placement
+        note = padding_note(path, audio, placement, used.prep["audio"])
+        notes += [note] if note else []
+        inputs.update(used.audio_inputs(window))
     if used.uses_video:
         inputs.update(used.video_inputs(track.crops))
+    note = truncation_note(path, track, audio)
+    notes += [note] if note else []
     return inputs, used, track, audio, notes
 
 

@@ -14,6 +14,8 @@ from ..errors import StageError, VideoError
 from ..preprocess import audio_window
 from ..video import FaceTrack, crop_faces
 
+TRUNCATION_TOLERANCE_S = 0.25  # decoded this much shorter than declared: a cut file (RAVDESS clips: < 0.001 s)
+
 
 @dataclass
 class AudioTrack:
@@ -21,6 +23,7 @@ class AudioTrack:
     samples: np.ndarray | None
     rate: int
     rms_dbfs: float | None = None
+    placement: dict | None = None  # where clip mode's window starts, how much of it is padding
 
     @property
     def seconds(self) -> float | None:
@@ -33,7 +36,7 @@ class AudioTrack:
 
     def summary(self) -> dict:
         return {"status": self.status, "seconds": None if self.seconds is None else round(self.seconds, 3),
-                "rms_dbfs": None if self.rms_dbfs is None else round(self.rms_dbfs, 1)}
+                "rms_dbfs": None if self.rms_dbfs is None else round(self.rms_dbfs, 1), **(self.placement or {})}
 
 
 def check_input(path: str | Path) -> Path:
@@ -64,6 +67,59 @@ def read_faces(path: Path, faces_cfg: dict) -> tuple[FaceTrack | None, str]:
         return None, str(err)
 
 
-def clip_audio(samples: np.ndarray, audio_cfg: dict) -> np.ndarray:
-    """The pipeline's fixed window: `duration_s` from `offset_s`, zero-padded."""
-    return audio_window(samples, audio_cfg)
+def window_start_s(n_samples: int, audio_cfg: dict) -> float:
+    """Where the audio window starts: at `offset_s` (the pipeline's place) while at least half of the window
+    is sound there, else at 0, so that a short clip's window holds its real sound rather than silence.
+    Every RAVDESS clip (3 s and more) keeps `offset_s`: the encode stages' window, byte for byte."""
+    rate, duration = audio_cfg["sample_rate"], audio_cfg["duration_s"]
+    sound_after_offset = n_samples / rate - audio_cfg["offset_s"]
+    return audio_cfg["offset_s"] if sound_after_offset >= duration / 2 else 0.0
+
+
+def clip_audio(samples: np.ndarray, audio_cfg: dict) -> tuple[np.ndarray, dict]:
+    """The pipeline's fixed window of `duration_s` (avemo.preprocess.audio_window, zero-padded), placed by
+    window_start_s; and where it starts and how many of its seconds are padding."""
+    start = window_start_s(len(samples), audio_cfg)
+    window = audio_window(samples, {**audio_cfg, "offset_s": start})
+    sound = min(audio_cfg["duration_s"], max(0.0, len(samples) / audio_cfg["sample_rate"] - start))
+    return window, {"window_start_s": round(start, 3), "padding_s": round(audio_cfg["duration_s"] - sound, 3)}
+
+
+def padding_note(path, audio: AudioTrack, placement: dict, audio_cfg: dict) -> str | None:
+    """A note for a clip shorter than the audio window: how much of the window is silence."""
+    if audio.seconds is None or audio.seconds >= audio_cfg["duration_s"]:
+        return None
+    return (f"{path}: {audio.seconds:.2f} s of audio is shorter than the model's {audio_cfg['duration_s']:g} s "
+            f"window: it starts at {placement['window_start_s']:g} s and {placement['padding_s']:.2f} s of it "
+            "is padding (silence), so the audio answer rests on little sound")
+
+
+def declared_seconds(path: Path) -> float | None:
+    """The duration the container declares (its header), None when it declares none."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.duration / 1e6 if container.duration else None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+
+
+def truncation_note(path: Path, track: FaceTrack | None, audio: AudioTrack | None) -> str | None:
+    """A note when less decodes than the file declares (cut or damaged data): decoded against declared."""
+    decoded = []
+    if track is not None and track.fps > 0 and track.info.get("declared_frames"):
+        declared_video = track.info["declared_frames"] / track.fps
+        if declared_video - track.info["decoded_frames"] / track.fps > TRUNCATION_TOLERANCE_S:
+            decoded.append((f"{track.info['decoded_frames'] / track.fps:.2f} s of video "
+                            f"({track.info['decoded_frames']} of {track.info['declared_frames']} frames)",
+                            declared_video))
+    declared = declared_seconds(path)
+    if audio is not None and audio.seconds is not None and declared and \
+            declared - audio.seconds > TRUNCATION_TOLERANCE_S:
+        decoded.append((f"{audio.seconds:.2f} s of audio", declared))
+    if not decoded:
+        return None
+    longest = max(d for _, d in decoded)
+    return (f"{path}: truncated or damaged: only {' and '.join(t for t, _ in decoded)} decode of the "
+            f"{longest:.2f} s it declares; predicted from the part that decodes")

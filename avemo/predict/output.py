@@ -10,7 +10,7 @@ import numpy as np
 
 from ..aggregate import aggregate as clip_scores
 from ..errors import StageError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_error, write_json
 
 
 def probability_dict(probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -42,8 +42,11 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(buffer.getvalue())
+    except OSError as err:
+        raise write_error(path, err) from None
 
 
 def format_table(result: dict) -> str:
@@ -59,7 +62,9 @@ def format_table(result: dict) -> str:
     if result.get("audio"):
         a = result["audio"]
         lines.append(f"audio: {a['status']}" + (f", {a['seconds']} s" if a.get("seconds") else "")
-                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else ""))
+                     + (f", {a['rms_dbfs']} dBFS" if a.get("rms_dbfs") is not None else "")
+                     + (f", window from {a['window_start_s']} s with {a['padding_s']} s padding"
+                        if a.get("padding_s") else ""))
     if result["mode"] == "stream":
         s = result["stream"]
         lines.append(f"stream: {s['frames']} frames in {s['windows']} windows of {s['window_s']} s every "

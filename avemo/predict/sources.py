@@ -3,6 +3,7 @@ read once as the pipeline reads it, or a live ffmpeg pipe filled by a thread).""
 from __future__ import annotations
 
 import threading
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -19,12 +20,16 @@ from .predictor import Predictor
 class AudioFeed:
     """Mono samples of the source at the model's rate: a whole file read once as the pipeline reads it
     (inputs.read_audio: extract_audio + load_wav), or a live ffmpeg pipe filled by a thread (decode_audio's
-    output options; no 16-bit WAV step)."""
+    output options; no 16-bit WAV step). Samples are addressed by their index since the start; the windows
+    discard what no later window needs (`discard_before`), so a live feed holds a few seconds whatever
+    it lasts, and each window joins only its own chunks."""
 
     def __init__(self, rate: int, status: str = "ok", samples: np.ndarray | None = None, rms_dbfs=None):
         self.rate, self.status, self.rms_dbfs = rate, status, rms_dbfs
-        self._chunks = [] if samples is None else [samples]
-        self._samples = samples if samples is not None else np.zeros(0, np.float32)
+        self._chunks: deque = deque() if samples is None else deque([samples])
+        self._first = 0  # index of the first sample still held
+        self._total = 0 if samples is None else len(samples)
+        self.peak_held = self._total  # most samples held at once (the live buffer's memory, measured)
         self._lock = threading.Lock()
         self.done = samples is not None or status != "pending"
         self._process = None
@@ -53,25 +58,51 @@ class AudioFeed:
             data, leftover = leftover + data, b""
             usable = len(data) - len(data) % 4
             data, leftover = data[:usable], data[usable:]
-            with self._lock:
-                self._chunks.append(np.frombuffer(data, np.float32).copy())
-                if self.status == "pending":
-                    self.status = "ok"
+            self.append(np.frombuffer(data, np.float32).copy())
         self._process.wait()
         with self._lock:
             if self.status == "pending":
                 self.status = "no_audio"
             self.done = True
 
-    def available(self) -> int:
+    def append(self, samples: np.ndarray) -> None:
         with self._lock:
-            return sum(len(c) for c in self._chunks)
+            self._chunks.append(samples)
+            self._total += len(samples)
+            self.peak_held = max(self.peak_held, self._total - self._first)
+            if self.status == "pending":
+                self.status = "ok"
 
-    def samples(self) -> np.ndarray:
+    def available(self) -> int:
+        """Samples received since the start (discarded ones included)."""
         with self._lock:
-            if len(self._chunks) > 1:
-                self._chunks = [np.concatenate(self._chunks)]
-            return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+            return self._total
+
+    def held(self) -> int:
+        """Samples held in memory now."""
+        with self._lock:
+            return self._total - self._first
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) since the start, as far as received (never discarded ones)."""
+        with self._lock:
+            if start < self._first:
+                raise StageError(f"audio samples from {start} were discarded (held from {self._first})")
+            pieces, position = [], self._first
+            for chunk in self._chunks:
+                end = position + len(chunk)
+                if end > start and position < stop:
+                    pieces.append(chunk[max(0, start - position):stop - position])
+                position = end
+                if position >= stop:
+                    break
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def discard_before(self, index: int) -> None:
+        """Forget the chunks that end before sample `index` (no later window reads them)."""
+        with self._lock:
+            while self._chunks and self._first + len(self._chunks[0]) <= index:
+                self._first += len(self._chunks.popleft())
 
     def close(self) -> None:
         if self._process is not None and self._process.poll() is None:

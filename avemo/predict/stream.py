@@ -181,7 +181,8 @@ def _finish(result: StreamResult, state: WindowPredictor, audio: AudioFeed | Non
     result.detections = state.detections
     if audio is not None:
         result.audio = {"status": audio.status, "seconds": round(audio.available() / audio.rate, 3),
-                        "rms_dbfs": None if audio.rms_dbfs is None else round(audio.rms_dbfs, 1)}
+                        "rms_dbfs": None if audio.rms_dbfs is None else round(audio.rms_dbfs, 1),
+                        "peak_held_s": round(audio.peak_held / audio.rate, 3)}
     result.frames, result.dropped, result.frame_size = stats["frames"], stats["dropped"], stats["size"]
     result.seconds = time.perf_counter() - started
     return result

@@ -167,6 +167,8 @@ class WindowPredictor:
             self.next_k = 1
         for j in [j for j in self.points if j < self.next_k * self.grid.step]:
             del self.points[j]  # no later window uses them
+        if self.audio is not None and self.audio.status == "ok" and (self.predictor.uses_audio or self.fallback):
+            self.audio.discard_before(self._audio_span(self.next_k)[0])  # nor these samples
         return out
 
     def _video_inputs(self, model: Predictor, js: list[int]) -> dict[str, np.ndarray]:
@@ -183,7 +185,7 @@ class WindowPredictor:
             return None
         start, stop = self._audio_span(k)
         a = model.prep["audio"]
-        segment = self.audio.samples()[start:stop]
+        segment = self.audio.span(start, stop)
         return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])))
 
     def predict_window(self, k: int) -> Window:
