@@ -9,7 +9,7 @@ from pathlib import Path
 
 from avemo.config import model_config  # avemo first: it pins the CPU kernels before torch loads
 from avemo.io import atomic_path, load_params
-from avemo.stage import run_stage
+from avemo.entry import run_stage
 from avemo.training import train
 from avemo.training.distributed import Distributed
 from dvclive import Live

@@ -90,7 +90,8 @@ def run_script(cwd: Path, script: str, *args, timeout: float = 900, env: dict | 
     return done
 
 
-def sample_project(where: Path, actors, items=("dvc.yaml", "params.yaml", "stages", "avemo")) -> dict:
+def sample_project(where: Path, actors, items=("dvc.yaml", "params.yaml", "run.yaml", ".dvcignore", "stages",
+                                                "avemo")) -> dict:
     """A copy of the project in `where` whose embedded sample holds only `actors` (two-digit ids), with
     tiny preprocessing (4 face crops of 48 px per clip, one worker process). Returns the params dict for
     the caller to adjust and write back with `write_params`."""

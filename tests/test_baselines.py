@@ -7,7 +7,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 import soundfile as sf
@@ -15,9 +14,10 @@ import soundfile as sf
 from conftest import ROOT, venv_env
 
 from avemo.audio import extract_audio
-from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled
+from avemo.baselines.bundle import load_baseline
+from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled, pooled_inputs
 from avemo.baselines.fit import grid_search
-from avemo.baselines.stage import run_baseline
+from avemo.baselines.fit_and_score import run_baseline
 from avemo.data import split_feature_set
 from avemo.encoders.egemaps import EGEMAPS_SIZE, egemaps_features
 from avemo.errors import ParamError
@@ -91,7 +91,8 @@ def test_stage_without_any_usable_clip_fails_with_one_line(wavs):
 def test_feature_sets_name_known_pooled_inputs_once():
     assert parse_feature_set("whisper_fer_imagenet") == ("whisper", "fer", "imagenet")
     for bad in ("egemaps_frame_pooled", "fer_fer", "logmel"):
-        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among egemaps, imagenet"):
+        known = ", ".join(pooled_inputs())  # the registry's encoders that declare a pooling
+        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among {known}"):
             parse_feature_set(bad)
 
 
@@ -154,7 +155,7 @@ def test_grid_search_sees_only_training_actors(sample_data):
 def test_fewer_training_actors_than_folds_gives_one_fold_per_actor(sample_data, tmp_path):
     split = {"test_actors": [17, 18], "val_actors": [13, 3, 4]}  # training actors 1 and 2 only
     result = run_baseline({**CFG, "cv_folds": 4}, split, {**TRAIN_CFG, "normalization": "global"}, "egemaps",
-                          "logreg", sample_data.metadata, tmp_path / "m.json", tmp_path / "m.joblib",
+                          "logreg", sample_data.metadata, tmp_path / "m.json", tmp_path / "m",
                           sample_data.features("egemaps").parent)
     assert sorted(result["cv_fold_actors"]) == [[1], [2]]
     assert result["train_actors"] == [1, 2] and result["n_train"] == 16
@@ -164,7 +165,7 @@ def test_fewer_training_actors_than_folds_gives_one_fold_per_actor(sample_data, 
 @pytest.mark.parametrize("classifier", ["logreg", "svm", "gbt"])
 def test_baseline_run_writes_evaluate_format_metrics_and_model(sample_data, tmp_path, classifier):
     name = f"baseline_egemaps_{classifier}"
-    metrics, model = tmp_path / "metrics" / f"{name}.json", tmp_path / "m.joblib"
+    metrics, model = tmp_path / "metrics" / f"{name}.json", tmp_path / "m"
     result = run_baseline(CFG, sample_data.params()["split"], TRAIN_CFG, "egemaps", classifier,
                           sample_data.metadata, metrics, model, sample_data.features("egemaps").parent,
                           tmp_path / "predictions.csv")
@@ -183,10 +184,11 @@ def test_baseline_run_writes_evaluate_format_metrics_and_model(sample_data, tmp_
     assert set(result["val"]) == {"single_clip", "speaker_adapted"}
     assert set(result["best_params"]["egemaps"]) == set(GRIDS[classifier])
     assert sorted(a for fold in result["cv_fold_actors"] for a in fold) == [1, 2, 3, 4]
-    bundle = joblib.load(model)
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.npz"]  # data only: no pickle
+    bundle = load_baseline(model)
     assert bundle["feature_set"] == "egemaps" and bundle["normalization"]["mode"] == "enrolment"
     names, pipeline = bundle["pipelines"][0]
-    assert names == ["egemaps"] and pipeline.predict(np.zeros((1, 88), np.float32)).shape == (1,)
+    assert names == ["egemaps"] and pipeline.predict_proba(np.zeros((1, 88), np.float32)).shape == (1, 8)
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 1 + 2 * (16 + 8)
 
 
@@ -195,12 +197,12 @@ def test_late_logreg_weighs_one_classifier_per_input_on_validation(sample_data, 
     features = sample_data.features("whisper").parent
     sample_data.features("egemaps")
     result = run_baseline(CFG, sample_data.params()["split"], TRAIN_CFG, "whisper_egemaps", "late_logreg",
-                          sample_data.metadata, tmp_path / "m.json", tmp_path / "m.joblib", features)
+                          sample_data.metadata, tmp_path / "m.json", tmp_path / "m", features)
     assert set(result["best_params"]) == {"whisper", "egemaps"}
     for protocol in ("single_clip", "speaker_adapted"):
         weights = result["fusion_weights"][protocol]
         assert set(weights) == {"whisper", "egemaps"} and abs(sum(weights.values()) - 1) < 0.01
-    assert [names for names, _ in joblib.load(tmp_path / "m.joblib")["pipelines"]] == [["whisper"], ["egemaps"]]
+    assert [names for names, _ in load_baseline(tmp_path / "m")["pipelines"]] == [["whisper"], ["egemaps"]]
 
 
 @pytest.mark.slow
@@ -215,7 +217,7 @@ def test_late_logreg_weighs_one_classifier_per_input_on_validation(sample_data, 
 def test_bad_baseline_parameters_are_named(sample_data, tmp_path, cfg, message):
     with pytest.raises(ParamError, match=message.replace("(", r"\(").replace(".", r"\.")):
         run_baseline(cfg, sample_data.params()["split"], TRAIN_CFG, "egemaps", "logreg", sample_data.metadata,
-                     tmp_path / "m.json", tmp_path / "m.joblib", sample_data.features("egemaps").parent)
+                     tmp_path / "m.json", tmp_path / "m", sample_data.features("egemaps").parent)
     assert not (tmp_path / "m.json").exists()
 
 
@@ -224,6 +226,6 @@ def test_the_baselines_stage_script_runs_on_the_encoders_outputs(sample_data, tm
     inputs = [sample_data.features(n) for n in ("whisper", "fer")]
     done = sample_data.run("stages/baselines.py", "--features", "whisper_fer", "--classifier", "logreg",
                            "--inputs", *inputs, "--metadata", sample_data.metadata, "--metrics", tmp_path / "b.json",
-                           "--model", tmp_path / "b.joblib", "--predictions", tmp_path / "b.csv")
+                           "--model", tmp_path / "b", "--predictions", tmp_path / "b.csv")
     assert "baseline whisper_fer logreg: single clip WA" in done.stdout and "on 16 test clips" in done.stdout
     assert read_json(tmp_path / "b.json")["inputs"] == ["whisper", "fer"]

@@ -26,7 +26,9 @@ from avemo.predict.output import aggregate
 from avemo.predict.stream import run_stream
 from avemo.predict.timeline import frame_rows, summary
 from avemo.predict.window import make_grid
-from avemo.video import crop_faces, load_strip, sample_indices, save_strip
+from avemo.faces.clip import crop_faces
+from avemo.faces.sampling import sample_indices
+from avemo.faces.strip import load_strip, save_strip
 
 from conftest import ROOT, train_tiny, venv_env
 
@@ -161,14 +163,14 @@ def check_enrolled_equals_speaker_adapted(sample_data, predictor, predictions: P
 def test_a_baseline_bundle_predicts_a_clip_as_its_evaluation_did(sample_data, tmp_path):
     """A classical baseline (late-fusion logistic regressions on pooled Whisper and FER2013 features) as a
     predict model: its bundle gives the single-clip and speaker-adapted probabilities of its evaluation."""
-    from avemo.baselines.stage import run_baseline
+    from avemo.baselines.fit_and_score import run_baseline
     from avemo.metrics import PROBABILITY_COLUMNS
 
     params = sample_data.params()
     features = sample_data.features("whisper").parent
     sample_data.features("fer")
     cfg = {**params["baselines"], "cv_folds": 2, "grids": {"logreg": {"C": [0.01, 1.0]}}}
-    bundle = tmp_path / "models" / "baselines" / "baseline_whisper_fer_late_logreg.joblib"
+    bundle = tmp_path / "models" / "baselines" / "baseline_whisper_fer_late_logreg"
     run_baseline(cfg, params["split"], params["train_defaults"], "whisper_fer", "late_logreg", sample_data.metadata,
                  tmp_path / "b.json", bundle, features, tmp_path / "b.csv")
     predictor = load_predictor("baseline_whisper_fer_late_logreg", tmp_path / "models")
@@ -190,7 +192,7 @@ def test_a_non_ravdess_video_without_audio_works_with_a_video_model_only(models,
     for name in ("whisper_linear", "av_late_fusion"):
         with pytest.raises(StageError, match="has no audio stream") as err:
             predict_clip(video, models[name], models_dir=models_dir)
-        assert str(video) in str(err.value) and "use a video model: fer_linear" in str(err.value)
+        assert str(video) in str(err.value) and "use a model that reads video" in str(err.value)
 
 
 @pytest.mark.slow
@@ -198,7 +200,7 @@ def test_no_face_is_reported_and_audio_fallback_is_used_when_asked(models, made,
     video = made["no_face"]
     with pytest.raises(StageError, match=f"no face found in any of the {N_FRAMES} sampled frames") as err:
         predict_clip(video, models["fer_linear"], models_dir=models_dir)
-    assert str(video) in str(err.value) and "--audio-fallback whisper_linear" in str(err.value)
+    assert str(video) in str(err.value) and "--audio-fallback AUDIO_MODEL" in str(err.value)
     result = predict_clip(video, models["av_late_fusion"], fallback=models["whisper_linear"]).as_dict()
     check_probabilities(result)
     assert result["fallback"] and result["used_model"] == "whisper_linear" and "no face" in result["notes"][0]

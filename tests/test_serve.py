@@ -1,6 +1,8 @@
 """`avemo serve` in a real browser: the server started on 127.0.0.1 as a user starts it (`avemo serve`), headless
 Debian Chromium driven by Selenium, ravdess-lite clips, a 20 s file made by ffmpeg, a text file named .mp4.
 Set AVEMO_SCREENSHOTS=docs/images to save the page of each as the documentation's screenshots."""
+import csv
+import io
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import pytest
 
 from avemo.errors import StageError
 from avemo.ids import EMOTIONS
+from avemo.predict.batch import columns
 from avemo.serve.app import display_name
 from avemo.serve.cli import parse_args
 from avemo.serve.jobs import Busy, Job, JobQueue
@@ -26,8 +29,8 @@ from avemo.serve.view import accuracy_text, answer_view
 
 from conftest import ROOT, venv_env
 
-MODEL = "av_late_fusion"  # audio+video (conftest.trained_models)
-LITE_ACTOR = "19"  # an actor none of the tiny models saw
+MODEL = "release"  # avemo predict's default: the model shipped inside the package (audio+video, video, audio)
+LITE_ACTOR = "19"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -90,6 +93,17 @@ def test_the_queue_is_bounded_runs_one_job_at_a_time_and_removes_its_folder(tmp_
 
 
 # ------------------------------------------------------------------ a real server
+
+def non_loopback_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -158,10 +172,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def models_dir(trained_models, tmp_path_factory):
-    target = tmp_path_factory.mktemp("serve-models")
-    shutil.copyfile(trained_models / f"{MODEL}.pt", target / f"{MODEL}.pt")
-    return target
+def models_dir(tmp_path_factory):
+    """An empty models directory: the release is found without one."""
+    return tmp_path_factory.mktemp("serve-models")
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +218,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1500",
-                "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a test-pattern webcam
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -269,6 +283,9 @@ def test_a_ravdess_lite_clip_shows_the_label_of_avemo_predict(browser, server, c
     assert set(shown) == set(EMOTIONS)
     answered = server.get(f"/api/jobs/{job_id(browser)}/result.json")
     assert answered["probabilities"] == expected["probabilities"] and answered["input"] == clips[0].name
+    rows = list(csv.DictReader(io.StringIO(server.get(f"/api/jobs/{job_id(browser)}/result.csv").decode())))
+    assert list(rows[0]) == columns(list(expected["probabilities"]))  # the columns of `avemo predict --output`
+    assert len(rows) == 1 and rows[0]["input"] == clips[0].name and rows[0]["label"] == expected["label"]
     wait_for_video(browser)
     screenshot(browser, "serve-clip.png")
 
@@ -353,6 +370,26 @@ def test_a_text_file_named_mp4_gets_the_command_line_message_and_the_server_keep
 
 
 @pytest.mark.slow
+def test_a_webcam_recording_is_uploaded_and_answered_as_a_file_would_be(browser, server):
+    """Chromium's fake camera films a test pattern (no face) with a beep: the 4 s recording reaches the model
+    as webcam.webm, and the release answers from its audio branch, saying that no face was found."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    browser.find_element(By.ID, "webcam").click()
+    WebDriverWait(browser, 30).until(lambda d: "recorded 4 s" in d.find_element(By.ID, "status").text)
+    browser.find_element(By.ID, "go").click()
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "error").is_displayed()
+                                      or d.find_elements(By.CSS_SELECTOR, "#label"))
+    assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
+    status = server.get(f"/api/jobs/{job_id(browser)}")
+    answer = status["answers"]["single_clip"]
+    assert status["name"] == "webcam.webm" and answer["branch"] == "audio" and answer["label"] in EMOTIONS
+    assert any("no face" in note for note in answer["notes"]), answer["notes"]
+
+
+@pytest.mark.slow
 def test_two_uploads_at_once_are_both_answered(server, clips):
     replies = [None, None]
 
@@ -375,6 +412,10 @@ def test_two_uploads_at_once_are_both_answered(server, clips):
 def test_uploads_are_limited_named_by_the_server_and_removed(models_dir, clips, tmp_path):
     server = Server(models_dir, tmp_path / "small", "--max-upload-mb", "0.05")
     try:
+        assert f"http://127.0.0.1:{server.port}/" in (tmp_path / "small" / "server.log").read_text()
+        if (other := non_loopback_address()) is not None:  # bound to 127.0.0.1 only: not reachable on it
+            with pytest.raises(OSError):
+                socket.create_connection((other, server.port), timeout=3).close()
         status, reply = server.post([("file", clips[0].name, clips[0].read_bytes() * 2)])
         assert status == 413 and "upload too large" in reply["detail"] and "0.05 MB" in reply["detail"]
         status, reply = server.post([("file", "../../escape.txt", b"hello")])

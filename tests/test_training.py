@@ -50,9 +50,10 @@ def test_a_tiny_model_learns_its_training_clips(sample_data, tmp_path):
 def test_the_checkpoint_holds_what_inference_needs(sample_data, tmp_path):
     cfg = sample_data.model_config("av_late_fusion", tmp_path / "m.pt", epochs=2, patience=2)
     train(cfg)
-    state = torch.load(cfg["checkpoint"], map_location="cpu", weights_only=False)
+    state = torch.load(cfg["checkpoint"], map_location="cpu", weights_only=True)  # plain data: no pickled objects
     assert set(state) == {"model", "optimizer", "scheduler", "epoch", "config", "normalization", "shapes", "classes",
-                          "feature_info"}
+                          "feature_info", "training_data"}
+    assert state["training_data"] == {"actors": [1, 2, 3, 4], "clips": 32}  # what predict's model_info reports
     assert "runtime" not in state["config"] and state["config"]["inputs"] == cfg["inputs"]
     assert state["shapes"] == {"whisper": (50, 512), "fer": (4, 135)}
     assert state["normalization"]["mode"] == "enrolment" and state["normalization"]["prior_clips"] == 2

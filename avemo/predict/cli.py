@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import StageError
 from .paths import check_outputs, expand_inputs
 
-DEFAULT_MODEL = "baseline_whisper_fer_imagenet_late_logreg"  # the best single-clip model on validation actors (README)
+DEFAULT_MODEL = "release"  # = loading.RELEASE: the model shipped inside the package (docs/release.md)
 MAX_CLIP_S = 10.0  # `--mode auto`: longer files get the sliding-window timeline
 SINGLE_FILE_OPTIONS = ("annotate", "timeline", "per_frame", "plot", "enroll", "adapt", "live", "max_seconds")
 
@@ -31,8 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video or audio files, directories of them, glob patterns ('clips/*.mp4'); "
                              "or one camera index (0) or stream URL (rtsp://, http://)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="name in --models-dir or a checkpoint path "
-                                                               f"(default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="'release' (the default: the model shipped with "
+                                                               "avemo), a name in --models-dir, a checkpoint path "
+                                                               "or a model directory")
     parser.add_argument("--models-dir", type=Path,
                         help="where --model NAME is looked up (default: $AVEMO_MODELS, else models/ of the avemo "
                              "project in the current directory, else of the repository avemo is installed from)")
@@ -235,7 +236,7 @@ def run_many(args: argparse.Namespace, files: list[Path]) -> int:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from ..stage import run_stage
+    from ..entry import run_stage
 
     def body():
         one = len(args.inputs) == 1 and is_live_source(args.inputs[0])
@@ -247,6 +248,8 @@ def main(argv=None) -> None:
             args.input = args.inputs[0]
             result = run(args)
             print(json.dumps(result, indent=2, default=str) if args.json else format_result(result))
+            if args.json and (result.get("model_info") or {}).get("warning"):
+                print(f"warning: {result['model_info']['warning']}", file=sys.stderr)
             return
         code = run_many(args, files)
         if code:

@@ -17,13 +17,17 @@ MEDIA_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wav", ".mp3
 
 @dataclass
 class Enrolment:
-    inputs: dict[str, np.ndarray]  # each input of the model, stacked over the enrolment clips
+    inputs: dict[str, np.ndarray]  # each input of the model, stacked over the enrolment clips that gave it
     files: list[str]
     skipped: list[dict] = field(default_factory=list)
 
     @property
     def count(self) -> int:
         return len(self.files)
+
+    def covers(self, needs) -> bool:
+        """Whether some enrolment clip gave every input in `needs` (a branch of the model)."""
+        return all(name in self.inputs for name in needs)
 
     def summary(self) -> dict:
         return {"clips": self.count, "files": self.files, "skipped": self.skipped}
@@ -61,4 +65,5 @@ def build_enrolment(specs: list[str | Path], predictor: Predictor, scored: Path 
     if not collected:
         reasons = "; ".join(s["reason"] for s in skipped[:3]) or "no media files"
         raise StageError(f"--enroll: no usable enrolment clip ({reasons})")
-    return Enrolment({name: np.stack([c[name] for c in collected]) for name in predictor.needs}, used, skipped)
+    return Enrolment({name: np.stack([c[name] for c in collected if name in c]) for name in predictor.needs
+                      if any(name in c for c in collected)}, used, skipped)

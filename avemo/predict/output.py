@@ -11,6 +11,7 @@ import numpy as np
 from ..aggregate import aggregate as clip_scores
 from ..errors import StageError
 from ..io import atomic_path, write_error, write_json
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 def probability_dict(probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -49,10 +50,28 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         raise write_error(path, err) from None
 
 
+def model_lines(result: dict) -> list[str]:
+    """Where the model comes from, its training data, its cross-validated accuracy, the branch that answered."""
+    info = result.get("model_info") or {}
+    if not info:
+        return []
+    acc = info.get("accuracy") or {}
+    cv = (f"; {acc['folds']}-fold cross-validation by actor: {acc[SINGLE_CLIP]:.3f} single clip"
+          + (f", {acc[SPEAKER_ADAPTED]:.3f} speaker adapted" if acc.get(SPEAKER_ADAPTED) is not None else "")
+          if acc.get(SINGLE_CLIP) is not None else "; no cross-validated accuracy recorded")
+    lines = [f"model file: {info['source']}; trained on {info['data']}{cv}"]
+    if result.get("branch"):
+        lines.append(f"branch: {result['branch']}")
+    if info.get("warning"):
+        lines.append(f"WARNING: {info['warning']}")
+    return lines
+
+
 def format_table(result: dict) -> str:
     """The terminal report: what was read, then all class probabilities, largest first."""
     lines = [f"input: {result['input']}",
              f"model: {result['model']} ({result['inputs']}), preprocessing from {result['preprocessing_from']}"]
+    lines += model_lines(result)
     if result.get("fallback"):
         lines.append(f"fallback: predicted with '{result['used_model']}'")
     if result.get("face"):

@@ -146,6 +146,9 @@ def open_audio(source: str, name: str, predictor: Predictor, fallback: Predictor
     if feed.status in ("no_audio", "silent"):
         problem = f"{name}: has no audio stream" if feed.status == "no_audio" else \
             f"{name}: audio is silent (RMS {feed.rms_dbfs:.1f} dBFS)"
+        if "video" in predictor.branches:  # a model with a video branch answers without sound
+            notes.append(f"{problem}; answered by the video branch of '{predictor.name}'")
+            return None
         if predictor.uses_audio:
             raise missing_audio_error(name, predictor, AudioTrack(feed.status, None, rate, feed.rms_dbfs),
                                       models_dir)

@@ -1,11 +1,11 @@
 """Sliding-window prediction for long videos, cameras and streams.
 
 A reader thread decodes every frame (`grab`) but converts and queues only the frames the windows sample;
-the main thread detects the face on those, reuses the last box between detections, embeds the crops
-and predicts each window as soon as its frames (and audio) are in. Frames are sampled on one grid:
-window k takes `n_frames` grid points spread over `window_s` exactly as avemo.video.sample_indices
-spreads them over a clip, and consecutive windows share points, so each sampled frame is detected and
-embedded once whatever the overlap.
+the main thread crops each window's frames as the faces stage crops a clip's (detector, tracking, align:
+avemo.faces.clip.crop_frames), embeds the crops and predicts each window as soon as its frames (and audio)
+are in. Frames are sampled on one grid: window k takes `n_frames` grid points spread over `window_s`
+exactly as avemo.faces.sampling.sample_indices spreads them over a clip, and consecutive windows share
+points, so each sampled frame is detected in full, and each crop embedded, once whatever the overlap.
 
 The grid and the windows are in avemo.predict.window, opening the video and audio of the source in
 avemo.predict.sources, the per-frame rows and the aggregated answer in avemo.predict.timeline.
@@ -43,6 +43,7 @@ class StreamResult:
     audio: dict | None = None
     notes: list[str] = field(default_factory=list)
     preprocessing_from: str = ""
+    model_info: dict = field(default_factory=dict)
 
     @property
     def fps_processed(self) -> float:
@@ -143,7 +144,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
         raise
     state = WindowPredictor(predictor, grid, audio, fallback, predictor.uses_video or bool(detect), enrolment, adapt)
     result = StreamResult(name, predictor.name, predictor.kind, predictor.classes, grid, notes=notes,
-                          preprocessing_from=predictor.prep_source)
+                          preprocessing_from=predictor.prep_source, model_info=predictor.info)
     stats = {"frames": 0, "dropped": 0, "size": (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                                                   int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))}
     q: queue.Queue = queue.Queue(maxsize=queue_size)

@@ -51,6 +51,12 @@ def frame_annotations(result: StreamResult, rows: list[dict]) -> tuple[list, lis
     return labels, frame_boxes(result.detections, result.frames)
 
 
+def main_branch(result: StreamResult) -> str:
+    """The branch that answered most windows (audio+video, video or audio)."""
+    branches = [w.branch for w in result.windows if w.probs is not None and w.branch]
+    return max(set(branches), key=branches.count) if branches else result.kind
+
+
 def summary(result: StreamResult, rows: list[dict], method: str = "vote") -> dict:
     """The stream's one answer: frame-level predictions aggregated (vote or probability sum)."""
     probs = frame_probabilities(result, rows)
@@ -64,6 +70,7 @@ def summary(result: StreamResult, rows: list[dict], method: str = "vote") -> dic
     detections = list(result.detections.values())
     return {"input": result.source, "mode": "stream", "model": result.model,
             "used_model": ", ".join(used), "fallback": any(w.status == "fallback" for w in result.windows),
+            "branch": main_branch(result), "model_info": result.model_info,
             "inputs": result.kind, "label": result.classes[agg["index"]],
             "confidence": round(float(agg["probabilities"][agg["index"]]), 4),
             "probabilities": probability_dict(agg["probabilities"], result.classes),

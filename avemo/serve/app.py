@@ -77,10 +77,13 @@ def create_app(settings: Settings) -> FastAPI:
     state = {}
 
     def work(job: Job) -> None:
-        outcome = analyse(job.input, settings.predictor, settings.models_dir, job.enrol)
+        def progress(window) -> None:
+            job.progress = round(window.end_s, 2)
+
+        outcome = analyse(job.input, settings.predictor, settings.models_dir, job.enrol, progress)
         job.answers, job.seconds = job.shown_data(outcome.answers), round(outcome.seconds, 3)
         job.pending = outcome.pending_video
-        write_results(job.folder, job.answers)
+        write_results(job.folder, outcome.answers, job.shown_data)
 
     def draw(job: Job) -> None:
         draw_video(job.input, job.pending, job.folder / "annotated.mp4")

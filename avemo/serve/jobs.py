@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import KNOWN_FAILURES
-from ..stage import os_error_message
+from ..entry import os_error_message
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 KEEP_JOBS = 32  # finished jobs kept for their downloads; older ones' folders are removed
@@ -38,6 +38,7 @@ class Job:
     seconds: float | None = None
     submitted: float = field(default_factory=time.perf_counter)
     answered: float | None = None
+    progress: float | None = None  # a long file: seconds of it analysed so far
     pending: object = None  # what the annotated video draws (work.Prediction), once answered
 
     def shown(self, text: str) -> str:
@@ -54,7 +55,7 @@ class Job:
     def status(self) -> dict:
         return {"id": self.id, "name": self.name, "state": self.state, "video": self.video,
                 "answers": self.answers,
-                "error": self.shown(self.error), "seconds": self.seconds,
+                "error": self.shown(self.error), "seconds": self.seconds, "progress": self.progress,
                 "waited": None if self.answered is None else round(self.answered - self.submitted, 3)}
 
 

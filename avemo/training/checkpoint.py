@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..ids import EMOTIONS
-from ..io import atomic_path
+from ..modelfile import load_checkpoint_file, save_checkpoint
 from ..models import build_model
 from ..normalize import ProtocolNormalizer
 
@@ -21,13 +21,17 @@ def checkpoint_dict(model, optimizer, scheduler, epoch: int, cfg: dict, norm: Pr
 
 
 def save(state: dict, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Plain data only (avemo.modelfile): read back without executing code."""
+    save_checkpoint(state, path)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):
     """Model (eval mode), its ProtocolNormalizer and the checkpoint dict, from a file written by `train`."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    return model_from_checkpoint(load_checkpoint_file(path, device), device)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu"):
+    """(model in eval mode, ProtocolNormalizer, checkpoint) of a checkpoint dict already read."""
     cfg = checkpoint["config"]
     model = build_model(cfg["architecture"], checkpoint["shapes"], cfg.get("args", {}))
     model.load_state_dict(checkpoint["model"])

@@ -12,8 +12,9 @@ from tqdm import tqdm
 from ..data import feature_info, input_paths
 from ..errors import ParamError
 from ..io import choice
+from ..modelfile import load_checkpoint_file
 from ..models import build_model, model_inputs
-from ..normalize import MODES, PROTOCOLS, ProtocolNormalizer
+from ..normalize import MODES, ProtocolNormalizer
 from ..triplets import TripletSampler
 from .augment import augment
 from .checkpoint import checkpoint_dict, save
@@ -22,6 +23,7 @@ from .distributed import Distributed
 from .inference import as_tensors, predict_proba, to_device
 from .objective import Objective
 from .optim import make_optimizer, make_scheduler, parameter_digest, seed_everything
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 
 class Trainer:
@@ -40,7 +42,7 @@ class Trainer:
         self.cfg, self.tcfg, self.live = cfg, cfg["train"], live
         self.runtime = cfg.get("runtime", {})
         self.mode = choice(self.tcfg.get("normalization", "enrolment"), MODES, "train.normalization")
-        self.protocol = choice(self.tcfg.get("select_on", "single_clip"), PROTOCOLS, "train.select_on")
+        self.protocol = choice(self.tcfg.get("select_on", SINGLE_CLIP), PROTOCOLS, "train.select_on")
         self.dist = Distributed()
         seed_everything(self.tcfg["seed"])
         self.device = self.dist.device(self.runtime.get("device", "auto"))
@@ -94,8 +96,11 @@ class Trainer:
         return path.parent / "last" / f"{path.stem}.last.pt"
 
     def state(self, epoch: int) -> dict:
-        extra = {"distributed": {"world_size": self.dist.world_size, "backend": self.dist.backend}} \
-            if self.dist.enabled else {}
+        part = self.train_part  # what predict's model_info reports (and warns about when small)
+        extra = {"training_data": {"actors": sorted(int(a) for a in np.unique(part.actors)),
+                                   "clips": int(len(part.labels))}}
+        if self.dist.enabled:
+            extra["distributed"] = {"world_size": self.dist.world_size, "backend": self.dist.backend}
         return checkpoint_dict(self.model, self.optimizer, self.scheduler, epoch, self.result_config(), self.norm,
                                self.mode, self.shapes, self.info, extra)
 
@@ -117,7 +122,7 @@ class Trainer:
         path = self.last_path()
         if not (self.runtime.get("resume") and path.exists()):
             return
-        saved = torch.load(path, map_location=self.device, weights_only=False)
+        saved = load_checkpoint_file(path, self.device)
         if saved["config"] != self.result_config():
             print(f"{path}: configuration changed since it was written; training from scratch")
             return

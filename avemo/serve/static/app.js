@@ -2,7 +2,7 @@
 // The page of `avemo serve`: upload, poll the job, show the answers, the timeline chart synced with the video.
 const COLOURS = {neutral: "#8a8f98", calm: "#2a9d8f", happy: "#e9c46a", sad: "#3a6ea5", angry: "#d62828",
                  fearful: "#7b2cbf", disgust: "#588157", surprised: "#f77f00"};
-const TITLES = {single_clip: "One clip", speaker_adapted: "Adapted to this person"};
+const TITLES = {single_clip: "Single clip", speaker_adapted: "Adapted to this person"};
 const $ = (id) => document.getElementById(id);
 let recorded = null;  // a webcam recording waiting to be analysed
 let job = null;
@@ -50,7 +50,9 @@ function bars(probabilities) {
 
 function card(key, a, first) {
   const box = el("article", {class: "answer", id: "answer-" + key});
-  box.append(el("h2", {}, TITLES[key] || key));
+  const title = a.mode === "stream" && key === "single_clip" ? "Whole file" : (TITLES[key] || key);
+  const windows = a.mode === "stream" && a.timeline ? ` — ${a.timeline.times.length} windows` : "";
+  box.append(el("h2", {}, title + windows));
   const label = el("p", {class: "label", style: `color:${colour(a.label)}`}, a.label);
   if (first) label.id = "label";
   box.append(label);
@@ -165,7 +167,8 @@ async function poll(id) {
   if (status.state === "queued") {
     $("status").textContent = status.position ? `waiting: ${status.position} upload(s) before yours…` : "waiting…";
   } else if (status.state === "running") {
-    $("status").textContent = `analysing ${status.name}…`;
+    $("status").textContent = `analysing ${status.name}…` +
+      (status.progress != null ? ` ${status.progress.toFixed(1)} s of it so far` : "");
   } else if (status.state === "failed") {
     $("status").textContent = "";
     showError(status.error);

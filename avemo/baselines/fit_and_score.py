@@ -1,5 +1,6 @@
 """Stage baselines@FEATURES-CLASSIFIER: a classical classifier on pooled features, scored under both
-protocols like every model (avemo.evaluate), its fitted pipeline kept as a joblib file.
+protocols like every model (avemo.evaluate), its fitted pipeline kept as a model directory of arrays
+(avemo.baselines.bundle: model.json + model.npz, no pickle).
 
 The inputs are standardised as the neural models' are (avemo.normalize, `train_defaults.normalization`:
 in `enrolment` mode the training clips appear `ENROLMENT_DRAWS` times, each time standardised with
@@ -19,16 +20,33 @@ import numpy as np
 from ..data import split_feature_set
 from ..errors import ParamError, StageError
 from ..metrics import protocol_probabilities, protocol_report
-from ..io import atomic_path, write_error, write_json
+from ..io import write_json
 from ..modality import modality
-from ..normalize import PROTOCOLS, ProtocolNormalizer
-from .calibration import fit_calibrated, fuse_calibrated
-from .features import load_pooled_set, matrix, pooled
+from ..normalize import ProtocolNormalizer
+from .bundle import fuse_any, save_baseline
+from .calibration import fit_calibrated
+from .features import load_pooled_set, matrix, parse_feature_set
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 ENROLMENT_DRAWS = 3
 FUSION_STEPS = 5  # late-fusion weights: whole numbers 0..5 per input, normalised
 FUSIONS = ("grid", "calibrated")
+
+
+def baseline_parts(spec: str) -> tuple[str, str]:
+    """'whisper_fer-late_logreg' -> ('whisper_fer', 'late_logreg')."""
+    feature_set, _, classifier = spec.partition("-")
+    parse_feature_set(feature_set)
+    if classifier not in CLASSIFIERS:
+        raise ParamError(f"profile baseline '{spec}': give FEATURES-CLASSIFIER, classifier one of {', '.join(CLASSIFIERS)}")
+    return feature_set, classifier
+
+
+def baseline_name(spec: str) -> str:
+    """The name of a baseline's metrics and predictions files: baseline_<features>_<classifier>."""
+    feature_set, classifier = baseline_parts(spec)
+    return f"baseline_{feature_set}_{classifier}"
 
 
 def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names) -> tuple[np.ndarray, ...]:
@@ -99,34 +117,12 @@ def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray):
     return fit_calibrated(val_probs, labels) if method == "calibrated" else best_weights(val_probs, labels)
 
 
-def fuse_any(probs: list[np.ndarray], fusion) -> np.ndarray:
-    return fuse_calibrated(probs, fusion) if isinstance(fusion, dict) else fuse(probs, np.asarray(fusion))
-
-
 def fusion_record(fusion, names) -> dict:
     """The fitted fusion as the metrics file shows it, per input."""
     if isinstance(fusion, dict):
         return {name: {"temperature": round(t, 3), "weight": round(w, 3)}
                 for name, t, w in zip(names, fusion["temperatures"], fusion["weights"])}
     return dict(zip(names, np.round(fusion, 3).tolist()))
-
-
-def fuse(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    fused = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
-    fused = np.exp(fused - fused.max(axis=1, keepdims=True))
-    return fused / fused.sum(axis=1, keepdims=True)
-
-
-def bundle_classifier(bundle: dict):
-    """(classify(standardised pooled inputs, protocol) -> probabilities, pool(encoder outputs) -> pooled)
-    of a saved baseline, for `predict`: the same functions the stage scored the test actors with."""
-    fusion = bundle["fusion_weights"]
-
-    def classify(inputs: dict, protocol: str) -> np.ndarray:
-        probs = [class_probabilities(scorer, matrix(inputs, names)) for names, scorer in bundle["pipelines"]]
-        return fuse_any(probs, fusion[protocol]) if fusion else probs[0]
-
-    return classify, lambda inputs: {name: pooled(name, values) for name, values in inputs.items()}
 
 
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
@@ -152,7 +148,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     fusion, method = {}, cfg.get("fusion", "grid")
     if classifier == "late_logreg":
         for protocol in PROTOCOLS:
-            view = norm.single_clip(val.inputs) if protocol == "single_clip" else norm.speaker_adapted(val.inputs, val.actors)
+            view = norm.single_clip(val.inputs) if protocol == SINGLE_CLIP else norm.speaker_adapted(val.inputs, val.actors)
             fusion[protocol] = fit_fusion(method, branch_probs(view), val.labels)
 
     def predict(inputs, protocol):
@@ -169,7 +165,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
                                         for split, part, p in (("val", val, val_probs), ("test", test, test_probs))
                                         for protocol in PROTOCOLS})
     result = {**protocol_report(name, test.clips, test.labels, test_probs, Path(metadata)),
-              "modality": modality(data.inputs), "inputs": list(data.inputs),
+              "modality": modality({name: infos[name] for name in data.inputs}), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
               "best_params": {"+".join(names): readable_params(search.best_params_, layer_sets(cfg, names, infos))
@@ -186,13 +182,8 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     bundle = {"name": name, "pipelines": [(names, scorer) for names, _, scorer, _ in fitted],
               "feature_set": feature_set, "feature_info": infos,
               "classifier": classifier, "normalization": {"mode": mode, **norm.state_dict()},
-              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"]}
-    try:
-        with atomic_path(model_path) as tmp:
-            import joblib
-
-            joblib.dump(bundle, tmp)
-    except OSError as err:
-        raise StageError(f"{write_error(model_path, err)}; {model_path} left as it was") from None
+              "fusion_weights": fusion, "best_params": result["best_params"], "train_actors": result["train_actors"],
+              "n_train_clips": result["n_train"]}
+    save_baseline(model_path, bundle)
     write_json(metrics, result)  # no wall time in it: a rerun on the same features writes the same bytes
     return result

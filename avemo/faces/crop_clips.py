@@ -19,12 +19,13 @@ from ..errors import ParamError, StageError, VideoError
 from ..io import as_final, atomic_path, remove_stale_temporaries
 from ..metadata import read_metadata
 from ..parallel import map_clips, resolve_workers
-from ..stage import write_final_json
-from ..video import crop_faces, save_strip
+from ..entry import write_final_json
+from .clip import crop_faces
 from .detect import detector_name, prepare
+from .strip import save_strip
 
 HERE = Path(__file__).resolve().parent
-CODE = sorted(HERE.glob("*.py")) + [HERE.parent / "video.py"]  # their change invalidates cached results
+CODE = sorted(HERE.glob("*.py"))  # their change invalidates cached results
 NOT_OUTPUT_PARAMS = ("workers",)  # every other key of `faces` changes the crops
 CACHED = ("ok", "no_face")  # properties of the file's bytes; a failure may be transient: recomputed
 
