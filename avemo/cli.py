@@ -10,7 +10,7 @@ COMMANDS = {
     "predict": ("avemo.predict", "emotions of a video, audio file, camera or stream"),
     "serve": ("avemo.serve.cli", "a local web page: upload a video, see its emotions (binds 127.0.0.1)"),
     "report": ("avemo.report", "the model tables of the metrics files (single clip first), summary.json"),
-    "profile": ("avemo.pipeline", "what `dvc repro` runs: write params.yaml `run` from a profile (default, full)"),
+    "profile": ("avemo.pipeline", "what `dvc repro` runs: write run.yaml from a profile of params.yaml (default, full)"),
 }
 
 

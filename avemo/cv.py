@@ -110,8 +110,7 @@ def _model_fold(params, name, split, inputs, metadata, out, metrics, info) -> di
 
 
 def _baseline_fold(params, name, split, inputs, metadata, out, metrics, info) -> dict:
-    from .baselines.stage import run_baseline
-    from .pipeline import baseline_parts
+    from .baselines.fit_and_score import baseline_parts, run_baseline
 
     feature_set, classifier = baseline_parts(name)
     features = Path(inputs[0]).parent  # data/features/NAME -> data/features

@@ -7,9 +7,9 @@ import numpy as np
 
 from .errors import ParamError
 from .io import read_json, write_json
+from .protocols import PROTOCOLS, SINGLE_CLIP, SPEAKER_ADAPTED
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
-PROTOCOL_NAMES = ("single_clip", "speaker_adapted")
 
 
 def mean_std(values) -> dict:
@@ -41,15 +41,15 @@ def summarize(fold_metrics: list[dict]) -> dict:
     summary = {"model": first["model"], "scheme": first["scheme"], "folds": len(ran),
                "folds_run": [m["fold"] for m in ran],
                "folds_skipped": {str(m["fold"]): m["skipped"] for m in fold_metrics if "skipped" in m},
-               "test_clips": int(sum(m["single_clip"]["n"] for m in ran)), "protocol": "single_clip",
+               "test_clips": int(sum(m[SINGLE_CLIP]["n"] for m in ran)), "protocol": SINGLE_CLIP,
                "std": "sample standard deviation over folds (ddof=1)", "weights": first.get("weights"),
                "modality": first.get("modality")}
-    for protocol in PROTOCOL_NAMES:
+    for protocol in PROTOCOLS:
         summary[protocol] = _protocol_summary(ran, protocol)
     if all("enrolment_curve" in m for m in ran):
         summary["enrolment_curve"] = {k: mean_std(m["enrolment_curve"][k]["accuracy"] for m in ran)
                                       for k in first["enrolment_curve"]}
-    summary["per_fold"] = {str(m["fold"]): {p: {key: m[p][key] for key in SUMMARY_KEYS} for p in PROTOCOL_NAMES}
+    summary["per_fold"] = {str(m["fold"]): {p: {key: m[p][key] for key in SUMMARY_KEYS} for p in PROTOCOLS}
                            | {"test_actors": m["test_actors"]} for m in ran}
     return summary
 
@@ -70,7 +70,7 @@ def table(cv_dir: str | Path = "metrics/cv") -> str:
     for path in sorted(Path(cv_dir).glob("*.json")):
         s = read_json(path)
         cell = lambda p, key: f"{s[p][key]['mean']:.3f} ± {s[p][key]['std']:.3f}"  # noqa: E731
-        rows.append(f"| {s['model']} | {s['scheme']} | {s['folds']} | {cell('single_clip', 'accuracy')} "
-                    f"| {cell('single_clip', 'balanced_accuracy')} | {cell('speaker_adapted', 'accuracy')} "
+        rows.append(f"| {s['model']} | {s['scheme']} | {s['folds']} | {cell(SINGLE_CLIP, 'accuracy')} "
+                    f"| {cell(SINGLE_CLIP, 'balanced_accuracy')} | {cell(SPEAKER_ADAPTED, 'accuracy')} "
                     f"| {s['test_clips']} |")
     return "\n".join(rows)

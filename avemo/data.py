@@ -40,7 +40,8 @@ def check_no_leakage(splits: dict[str, list[int]]) -> None:
 
 @dataclass
 class FeatureSet:
-    """Arrays aligned on `clips`: inputs by name (see INPUTS), labels, actors."""
+    """Arrays aligned on `clips`: inputs by name (an encoder's, avemo/encoders/registry.py, or the face crops,
+    'frames'), labels, actors."""
     clips: np.ndarray
     labels: np.ndarray
     actors: np.ndarray
@@ -51,14 +52,6 @@ class FeatureSet:
         keep = np.isin(self.actors, list(actors))
         return FeatureSet(self.clips[keep], self.labels[keep], self.actors[keep],
                           {k: v[keep] for k, v in self.inputs.items()})
-
-
-# Inputs a model can read: per-frame face-crop encoders and audio-window encoders (stages encode_video@NAME
-# and encode_audio@NAME write data/features/NAME/), and the face crops themselves (the faces stage's strips).
-VIDEO_INPUTS = ("imagenet", "fer")
-AUDIO_INPUTS = ("logmel", "wave", "spectrogram", "whisper", "whisper_layers", "wav2vec2", "hubert", "wavlm",
-                "egemaps")
-INPUTS = VIDEO_INPUTS + AUDIO_INPUTS + ("frames",)
 
 
 def input_dir(features: Path, name: str) -> Path:
@@ -83,7 +76,7 @@ def input_paths(paths) -> dict[str, Path]:
 def _load_input(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(clip ids, array) of one input: an encoder's output, or the face crops (uint8, frames x H x W x 3)."""
     if name == "frames":
-        from .video import load_strip
+        from .faces.strip import load_strip
 
         n_frames = read_json(path / "report.json")["config"]["n_frames"]
         clips = sorted(read_json(path / "tracks.json"))
@@ -106,13 +99,10 @@ def load_feature_set(paths: dict[str, Path], metadata: Path, needs: tuple[str, .
     """Clips that have every input in `needs` (read from `paths`, input name -> stage output); the others
     are listed in `excluded` with the reason."""
     meta = read_metadata(metadata).set_index("clip_id")
-    unknown = set(needs) - set(INPUTS)
-    if unknown:
-        raise ParamError(f"model inputs {sorted(unknown)} unknown; available: {', '.join(INPUTS)}")
     absent = [n for n in needs if n not in paths]
     if absent:
         raise ParamError(f"the model reads {', '.join(absent)} but its stage was given only "
-                         f"{', '.join(map(str, paths.values()))}: params.yaml `run` is stale, run `avemo profile`")
+                         f"{', '.join(map(str, paths.values()))}: run.yaml is stale, run `avemo profile`")
     available = {name: _load_input(name, Path(paths[name])) for name in needs}
     index = {name: {c: i for i, c in enumerate(available[name][0])} for name in needs}
     clips, excluded = [], []

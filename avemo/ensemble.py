@@ -24,6 +24,7 @@ from .metrics import PROBABILITY_COLUMNS, classification_metrics, metrics_report
 from .ids import EMOTIONS
 from .io import choice, write_json
 from .errors import ParamError, StageError
+from .protocols import PROTOCOLS, SINGLE_CLIP
 
 METHODS = ("greedy", "mean")
 CRITERIA = ("log_likelihood", "accuracy")
@@ -88,7 +89,7 @@ def load_candidates(directory: Path, names: list) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def align(tables: dict[str, pd.DataFrame], protocol: str = "single_clip") -> tuple[dict[str, Split], dict[str, int]]:
+def align(tables: dict[str, pd.DataFrame], protocol: str = SINGLE_CLIP) -> tuple[dict[str, Split], dict[str, int]]:
     """Per split, the clips every candidate scored under `protocol` (a model on a subset of clips, e.g. one
     gender, shrinks them: the number dropped is returned), in one order, with labels that must agree."""
     names = list(tables)
@@ -201,11 +202,11 @@ def run_ensemble(cfg: dict, names: list, predictions: Path, metadata: Path, metr
     `ensemble`, `names` the candidates of params.yaml `run.ensemble`), test metrics in the format of
     `evaluate` (plus members, weights, validation scores); the single-clip confusion matrix."""
     tables = load_candidates(predictions, names)
-    result = {"model": "ensemble", "protocol": "single_clip", "method": cfg.get("method"),
+    result = {"model": "ensemble", "protocol": SINGLE_CLIP, "method": cfg.get("method"),
               "criterion": cfg.get("criterion", "log_likelihood") if cfg.get("method") == "greedy" else None}
-    for protocol in ("single_clip", "speaker_adapted"):
+    for protocol in PROTOCOLS:
         result[protocol], test, mix = run_protocol(cfg, list(names), tables, protocol, metadata)
-        if protocol == "single_clip":
+        if protocol == SINGLE_CLIP:
             predicted = mix.argmax(1)
             write_confusion(test.labels, predicted, Path(plots) / "confusion.csv", Path(plots) / "confusion.png",
                             f"ensemble (single clip): WA {result[protocol]['accuracy']:.2f}, "

@@ -1,5 +1,5 @@
 """Every failure the pipeline explains itself, in one place. Stage scripts and `avemo` commands end a
-known failure with one line `error: <file or key>: <what is wrong>` and exit code 1 (avemo.stage)."""
+known failure with one line `error: <file or key>: <what is wrong>` and exit code 1 (avemo.entry)."""
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .io import write_json
 from .metrics import protocol_probabilities, protocol_report, write_confusion, write_predictions
+from .protocols import PROTOCOLS, SINGLE_CLIP
 
 
 def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dict | None = None,
@@ -28,18 +29,18 @@ def evaluate_checkpoint(checkpoint: Path, metrics: Path, plots: Path, extra: dic
         val_probs = protocol_probabilities(predict, norm, val, curve=False)
         write_predictions(predictions, {(split, protocol): (part.clips, part.labels, p[protocol])
                                         for split, part, p in (("val", val, val_probs), ("test", test, probs))
-                                        for protocol in ("single_clip", "speaker_adapted")})
+                                        for protocol in PROTOCOLS})
     from .modality import modality
     from .models import model_inputs
 
     inputs = model_inputs(cfg["architecture"], cfg.get("args", {}))
     result = {**protocol_report(cfg["model"], test.clips, test.labels, probs, Path(cfg["metadata"])),
-              "modality": modality(inputs), "inputs": list(inputs),
+              "modality": modality({name: state["feature_info"][name] for name in inputs}), "inputs": list(inputs),
               "best_epoch": state["epoch"], "normalization": state["normalization"]["mode"],
               "weights": {name: info["weights"] for name, info in state["feature_info"].items() if name != "frames"},
               "test_actors": sorted(set(int(a) for a in test.actors)), **(extra or {})}
     write_json(metrics, result)
-    single = result["single_clip"]
-    write_confusion(test.labels, probs["single_clip"].argmax(1), plots / "confusion.csv", plots / "confusion.png",
+    single = result[SINGLE_CLIP]
+    write_confusion(test.labels, probs[SINGLE_CLIP].argmax(1), plots / "confusion.csv", plots / "confusion.png",
                     f"{cfg['model']} (single clip): WA {single['accuracy']:.2f}, UA {single['balanced_accuracy']:.2f}")
     return result

@@ -11,6 +11,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
 
 from .ids import EMOTIONS
 from .io import atomic_path
+from .protocols import PROTOCOLS, SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict:
@@ -55,10 +56,10 @@ def protocol_probabilities(predict, norm, part, curve: bool = True) -> dict:
     `predict(inputs, protocol) -> probabilities` (a classifier may weigh its parts per protocol)."""
     from .normalize import ENROLMENT_SIZES
 
-    out = {"single_clip": predict(norm.single_clip(part.inputs), "single_clip"),
-           "speaker_adapted": predict(norm.speaker_adapted(part.inputs, part.actors), "speaker_adapted")}
+    out = {SINGLE_CLIP: predict(norm.single_clip(part.inputs), SINGLE_CLIP),
+           SPEAKER_ADAPTED: predict(norm.speaker_adapted(part.inputs, part.actors), SPEAKER_ADAPTED)}
     if curve and norm.prior:
-        out["enrolment"] = {k: [predict(norm.speaker_adapted(part.inputs, part.actors, k, seed), "speaker_adapted")
+        out["enrolment"] = {k: [predict(norm.speaker_adapted(part.inputs, part.actors, k, seed), SPEAKER_ADAPTED)
                                 for seed in range(ENROLMENT_SEEDS)] for k in ENROLMENT_SIZES}
     return out
 
@@ -77,14 +78,14 @@ def enrolment_curve(draws: dict, labels: np.ndarray, all_others: np.ndarray) -> 
 def protocol_report(model: str, clips, labels: np.ndarray, probs: dict, metadata: Path) -> dict:
     """The metrics file body shared by models, baselines and the ensemble: both protocols, the headline
     named, and the enrolment curve when there is one."""
-    report = {"model": model, "protocol": "single_clip", "protocols": {
-        "single_clip": "one clip of an unseen person; statistics of the training actors only",
-        "speaker_adapted": "statistics of the person's other clips (unlabeled), never the scored clip"}}
-    for protocol in ("single_clip", "speaker_adapted"):
+    report = {"model": model, "protocol": SINGLE_CLIP, "protocols": {
+        SINGLE_CLIP: "one clip of an unseen person; statistics of the training actors only",
+        SPEAKER_ADAPTED: "statistics of the person's other clips (unlabeled), never the scored clip"}}
+    for protocol in PROTOCOLS:
         report[protocol] = metrics_report(model, clips, labels, probs[protocol].argmax(1), metadata)
         report[protocol].pop("model")
     if "enrolment" in probs:
-        report["enrolment_curve"] = enrolment_curve(probs["enrolment"], labels, probs["speaker_adapted"])
+        report["enrolment_curve"] = enrolment_curve(probs["enrolment"], labels, probs[SPEAKER_ADAPTED])
     return report
 
 

@@ -1,17 +1,26 @@
-"""Which modalities a model's inputs come from: audio, video or audio+video."""
+"""Which modalities a model reads (audio, video or audio+video), from what made its inputs: each encoder's
+info.json records its modality (from avemo/encoders/registry.py), and the face crops ('frames') are video."""
 from __future__ import annotations
 
-VIDEO_SOURCES = ("imagenet", "fer", "frames")
-AUDIO_SOURCES = ("logmel", "wave", "spectrogram", "whisper", "whisper_layers", "wav2vec2", "hubert", "wavlm",
-                 "egemaps")
+FRAMES = "frames"  # the faces stage's crops, an input of their own
 
 
-def modality(inputs) -> str:
-    inputs = set(inputs)
-    video, audio = bool(inputs & set(VIDEO_SOURCES)), bool(inputs & set(AUDIO_SOURCES))
-    return {(True, True): "audio+video", (True, False): "video", (False, True): "audio"}.get((video, audio), "none")
+def input_modality(name: str, info: dict) -> str:
+    """video or audio: of the input `name`, made as its info (an encoder's info.json) says."""
+    return "video" if name == FRAMES else info["modality"]
+
+
+def modality(feature_info: dict[str, dict]) -> str:
+    """Of a model's inputs, by name -> their info (avemo.data.feature_info)."""
+    return joined(input_modality(name, info) for name, info in feature_info.items())
+
+
+def joined(kinds) -> str:
+    kinds = set(kinds)
+    return {(True, True): "audio+video", (True, False): "video", (False, True): "audio"}.get(
+        ("video" in kinds, "audio" in kinds), "none")
 
 
 def combined(modalities) -> str:
-    parts = {p for m in modalities for p in m.split("+")} - {"none"}
-    return modality(["frames"] * ("video" in parts) + ["wave"] * ("audio" in parts))
+    """The modality of several models together (an ensemble's members)."""
+    return joined(part for m in modalities for part in m.split("+"))

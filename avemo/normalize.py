@@ -24,7 +24,6 @@ import numpy as np
 
 from .io import choice
 
-PROTOCOLS = ("single_clip", "speaker_adapted")
 MODES = ("global", "speaker", "enrolment")
 RAW_INPUTS = ("frames", "wave")
 ENROLMENT_SIZES = (1, 2, 4, 8, 16)

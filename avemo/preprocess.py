@@ -16,8 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .audio import fix_length
-from .encoders.registry import Encoder
-from .video import load_strip, save_strip
+from .faces.strip import load_strip, save_strip
 
 STORED_DTYPE = np.float16
 
@@ -42,9 +41,9 @@ def strip_round_trip(crops: np.ndarray) -> np.ndarray:
         return load_strip(path, len(crops))
 
 
-def face_inputs(crops: np.ndarray, encoders: dict[str, Encoder], with_frames: bool = False) -> dict[str, np.ndarray]:
-    """Stored face crops (n, s, s, 3) uint8 BGR -> every video encoder's per-frame features (n, d), and the
-    crops themselves as input 'frames' when asked."""
+def face_inputs(crops: np.ndarray, encoders: dict, with_frames: bool = False) -> dict[str, np.ndarray]:
+    """Stored face crops (n, s, s, 3) uint8 BGR -> each video encoder's (name -> avemo.encoders.spec.Encoder)
+    per-frame features (n, d), and the crops themselves as input 'frames' when asked."""
     with threadpool_limits(limits=1):
         out = {name: stored(encoder.encode(crops)) for name, encoder in encoders.items()}
     if with_frames:
@@ -52,7 +51,7 @@ def face_inputs(crops: np.ndarray, encoders: dict[str, Encoder], with_frames: bo
     return out
 
 
-def audio_inputs(window: np.ndarray, encoders: dict[str, Encoder]) -> dict[str, np.ndarray]:
+def audio_inputs(window: np.ndarray, encoders: dict) -> dict[str, np.ndarray]:
     """The audio window -> every audio encoder's output."""
     with threadpool_limits(limits=1):
         return {name: stored(encoder.encode(window)) for name, encoder in encoders.items()}

@@ -19,13 +19,14 @@ import numpy as np
 from .baselines.features import matrix
 from .baselines.fit import class_probabilities
 from .baselines.bundle import bundle_classifier, fuse
-from .baselines.stage import best_weights, fit_one, layer_sets, readable_params, training_matrix
+from .baselines.fit_and_score import best_weights, fit_one, layer_sets, readable_params, training_matrix
 from .calibration import ECE_BINS, fit_temperature, reliability, reliability_diagram
 from .cv import fold_split, pick_val_actors
 from .errors import ParamError
+from .encoders.registry import modality_of
 from .ids import EMOTIONS
-from .modality import AUDIO_SOURCES, VIDEO_SOURCES
-from .normalize import PROTOCOLS, ProtocolNormalizer
+from .normalize import ProtocolNormalizer
+from .protocols import PROTOCOLS, SINGLE_CLIP, SPEAKER_ADAPTED
 
 BRANCH_ORDER = ("audio+video", "video", "audio")
 LICENCE = "CC BY-NC-SA 4.0"
@@ -35,8 +36,8 @@ LICENCE_NOTE = ("derived from RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0
 
 def branches_of(names: list[str]) -> dict[str, list[str]]:
     """Input combinations the model answers from: all inputs, the video ones, the audio ones."""
-    video = [n for n in names if n in VIDEO_SOURCES]
-    audio = [n for n in names if n in AUDIO_SOURCES]
+    video = [n for n in names if modality_of(n) == "video"]
+    audio = [n for n in names if modality_of(n) == "audio"]
     out = {"audio+video": list(names)} if video and audio else {}
     if video:
         out["video"] = video
@@ -47,7 +48,7 @@ def branches_of(names: list[str]) -> dict[str, list[str]]:
 
 def protocol_view(norm: ProtocolNormalizer, part, protocol: str) -> dict:
     """single_clip: training statistics; speaker_adapted: each clip with all other clips of its actor."""
-    if protocol == "single_clip":
+    if protocol == SINGLE_CLIP:
         return norm.single_clip(part.inputs)
     return norm.speaker_adapted(part.inputs, part.actors)
 
@@ -149,8 +150,8 @@ def cross_validate(params: dict, data, folds: list[int], infos: dict | None = No
                 store["raw"].append(raw)
         av = entry["branches"].get("audio+video") or next(iter(entry["branches"].values()))
         log(f"release cv fold {fold}: single clip WA " + ", ".join(
-            f"{b} {r['single_clip']['accuracy']:.3f}" for b, r in entry["branches"].items())
-            + f" (ECE {av['single_clip']['ece_before']:.3f} -> {av['single_clip']['ece_after']:.3f})")
+            f"{b} {r[SINGLE_CLIP]['accuracy']:.3f}" for b, r in entry["branches"].items())
+            + f" (ECE {av[SINGLE_CLIP]['ece_before']:.3f} -> {av[SINGLE_CLIP]['ece_after']:.3f})")
         results.append(entry)
     return {"scheme": cv["scheme"], "folds": results, "summary": summarise(results),
             "reliability": {b: {p: {"before": reliability(np.concatenate(s["raw"]), np.concatenate(s["labels"])),
@@ -200,9 +201,9 @@ def build_release(params: dict, data, infos: dict, folds: list[int], log=print) 
             "branches": {b: {"inputs": s["inputs"], "fusion_weights": s["fusion_weights"],
                              "temperature": s["temperature"]} for b, s in bundle["branches"].items()},
             "validation_actors": val_actors, "best_params": bundle["best_params"],
-            "accuracy": {"single_clip": summary[BRANCH_ORDER[0] if BRANCH_ORDER[0] in summary else next(iter(summary))]
-                         ["single_clip"]["accuracy"]["mean"],
-                         "speaker_adapted": summary[next(iter(summary))]["speaker_adapted"]["accuracy"]["mean"],
+            "accuracy": {SINGLE_CLIP: summary[BRANCH_ORDER[0] if BRANCH_ORDER[0] in summary else next(iter(summary))]
+                         [SINGLE_CLIP]["accuracy"]["mean"],
+                         SPEAKER_ADAPTED: summary[next(iter(summary))][SPEAKER_ADAPTED]["accuracy"]["mean"],
                          "folds": cv["summary"]["folds"],
                          "by_branch": {b: {p: s[p]["accuracy"]["mean"] for p in PROTOCOLS} for b, s in summary.items()}},
             "cross_validation": cv}
@@ -220,11 +221,11 @@ def write_release(out: Path, bundle: dict, card: dict) -> None:
     write_json(out / "model_card.json", to_json(card))
     rel = card["cross_validation"]["reliability"]
     branch = "audio+video" if "audio+video" in rel else next(iter(rel))
-    reliability_diagram({"before calibration": rel[branch]["single_clip"]["before"],
-                         "after (temperature per branch)": rel[branch]["single_clip"]["after"]},
+    reliability_diagram({"before calibration": rel[branch][SINGLE_CLIP]["before"],
+                         "after (temperature per branch)": rel[branch][SINGLE_CLIP]["after"]},
                         out / "reliability.png",
                         f"{card['name']}, {branch}, single clip: {card['cross_validation']['summary']['folds']}-fold "
-                        f"CV test clips ({rel[branch]['single_clip']['after']['clips']})")
+                        f"CV test clips ({rel[branch][SINGLE_CLIP]['after']['clips']})")
     with atomic_path(out / "MODEL_CARD.md") as tmp:
         tmp.write_text(card_markdown(card))
 
@@ -255,14 +256,14 @@ def card_markdown(card: dict) -> str:
              "| branch | single-clip WA | single-clip UA | speaker-adapted WA | speaker-adapted UA |",
              "|---|---|---|---|---|"]
     for b, s in summary.items():
-        lines.append(f"| {b} | {figure(s['single_clip']['accuracy'])} | {figure(s['single_clip']['balanced_accuracy'])} "
-                     f"| {figure(s['speaker_adapted']['accuracy'])} | {figure(s['speaker_adapted']['balanced_accuracy'])} |")
+        lines.append(f"| {b} | {figure(s[SINGLE_CLIP]['accuracy'])} | {figure(s[SINGLE_CLIP]['balanced_accuracy'])} "
+                     f"| {figure(s[SPEAKER_ADAPTED]['accuracy'])} | {figure(s[SPEAKER_ADAPTED]['balanced_accuracy'])} |")
     lines += ["", "Per fold (single clip WA):", "", "| fold | test actors | " + " | ".join(summary) + " |",
               "|---|---|" + "---|" * len(summary)]
     for r in cv["folds"]:
         if "branches" in r:
             lines.append(f"| {r['fold']} | {', '.join(map(str, r['test_actors']))} | "
-                         + " | ".join(f"{r['branches'][b]['single_clip']['accuracy']:.3f}" for b in summary) + " |")
+                         + " | ".join(f"{r['branches'][b][SINGLE_CLIP]['accuracy']:.3f}" for b in summary) + " |")
     rel = cv["reliability"]
     lines += ["", "## Calibration", "",
               f"Expected calibration error ({ECE_BINS} "
@@ -290,7 +291,7 @@ def card_markdown(card: dict) -> str:
 def release_data(cfg: dict, metadata: Path, features: Path):
     """The clips with every input of `release.baseline` (a late_logreg feature set), and the inputs' info."""
     from .baselines.features import load_pooled_set
-    from .pipeline import baseline_parts
+    from .baselines.fit_and_score import baseline_parts
 
     feature_set, classifier = baseline_parts(cfg["baseline"])
     if classifier != "late_logreg":

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from .io import read_json, write_json
 from .modality import combined
+from .protocols import PROTOCOLS, SINGLE_CLIP, SPEAKER_ADAPTED
 
-PROTOCOLS = ("single_clip", "speaker_adapted")
 FEW_TEST_CLIPS = 100  # below this a fixed-split accuracy moves by more than 0.05 with one or two clips
 
 
 def few_clips_note(metrics_dir: Path) -> str:
-    sizes = [read_json(p)["single_clip"]["n"] for p in Path(metrics_dir).glob("*.json")
-             if "single_clip" in read_json(p)]
+    sizes = [read_json(p)[SINGLE_CLIP]["n"] for p in Path(metrics_dir).glob("*.json")
+             if SINGLE_CLIP in read_json(p)]
     if not sizes or max(sizes) >= FEW_TEST_CLIPS:
         return ""
     return (f"\nNote: {max(sizes)} test clips. These figures only show that the pipeline runs (one clip moves "
@@ -41,9 +41,9 @@ def fixed_split_table(metrics_dir: str | Path = "metrics") -> str:
             "of the person) | test clips | weights |", "|---|---|---|---|---|---|---|---|"]
     for path in sorted(metrics_dir.glob("*.json")):
         m = read_json(path)
-        if "single_clip" not in m:
+        if SINGLE_CLIP not in m:
             continue
-        one, adapted = m["single_clip"], m["speaker_adapted"]
+        one, adapted = m[SINGLE_CLIP], m[SPEAKER_ADAPTED]
         weights = m.get("weights", "")
         weights = ", ".join(sorted(set(weights.values()))) if isinstance(weights, dict) else weights
         rows.append(f"| {m['model']} | {_modality(m, metrics_dir)} | {one['accuracy']:.3f} | {one['balanced_accuracy']:.3f} "

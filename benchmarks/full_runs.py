@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
+from avemo.protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,7 @@ def run(name: str, params: dict, data: Path, out: Path, metadata: Path) -> dict:
                                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                                         "train_config": cfg["train"], "args": cfg["args"]},
                                  device="cuda" if torch.cuda.is_available() else "cpu")
-    one, adapted = result["single_clip"], result["speaker_adapted"]
+    one, adapted = result[SINGLE_CLIP], result[SPEAKER_ADAPTED]
     print(f"{name}: WA {one['accuracy']:.3f} UA {one['balanced_accuracy']:.3f} F1 {one['macro_f1']:.3f} "
           f"(speaker-adapted WA {adapted['accuracy']:.3f}) in {seconds:.0f} s ({fit['epochs_run']} epochs, "
           f"best {fit['best_epoch']})", flush=True)
@@ -101,7 +102,7 @@ def main() -> None:
         if "error" in r:
             print(f"| {r['model']} | error: {r['error'][:80]} | | | | | |")
         else:
-            one = r["single_clip"]
+            one = r[SINGLE_CLIP]
             print(f"| {r['model']} | {one['accuracy']:.3f} | {one['balanced_accuracy']:.3f} | {one['macro_f1']:.3f} "
                   f"| {r['train_seconds']:.0f} | {r['fit']['epochs_run']} | {r['gpu'] or 'cpu'} |")
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))

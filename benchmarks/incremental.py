@@ -3,7 +3,7 @@ and one actor added to `data.actors`, on a temporary copy of the project.
 
 The copy (dvc.yaml, params.yaml, stages/, avemo/ and the embedded sample archives of the chosen actors)
 gets `dvc init --no-scm`, tiny parameters (4 face frames of 48 px, one worker process per stage, 2
-epochs), as tests/test_pipeline_e2e.py does, and a profile `bench` written to params.yaml `run` by
+epochs), as tests/test_pipeline_e2e.py does, and a profile `bench` written to run.yaml by
 `avemo profile bench`: a few models only (default whisper_linear and fer_linear, on the Whisper and
 FER2013 encoders, whose weights come from the local caches as params.yaml says), no baseline, no
 cross-validation, and the ensemble of those models (dvc.yaml's ensemble stage needs a candidate).
@@ -71,7 +71,7 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
     project = where / "project"
     project.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for item in ("dvc.yaml", "params.yaml", "stages", "avemo"):
+    for item in ("dvc.yaml", "params.yaml", "run.yaml", ".dvcignore", "stages", "avemo"):
         source = ROOT / item
         if source.is_dir():
             shutil.copytree(source, project / item, ignore=ignore)
@@ -90,7 +90,7 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"].update(source="sample", actors=sorted(actors))
-    params["faces"].update(n_frames=4, size=48, workers=1)
+    params["faces"].update(n_frames=4, crop_px=48, workers=1)
     params["audio"]["workers"] = 1
     params["features"]["workers"] = 1
     test, val = sorted(actors)[-1], sorted(actors)[-2]
@@ -102,7 +102,7 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
         if name not in available:
             raise SystemExit(f"--models: {name} is not in params.yaml models ({', '.join(available)})")
         params["models"][name].setdefault("train", {}).pop("epochs", None)
-    # What `dvc repro` runs is params.yaml `run`, written from a profile (avemo/pipeline.py).
+    # What `dvc repro` runs is run.yaml, written from a profile (avemo/pipeline.py).
     params.setdefault("profiles", {})["bench"] = {"models": models, "baselines": [], "ensemble": models,
                                                   "cv": {"models": [], "baselines": [], "folds": []}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -114,7 +114,7 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
 def cached_stages(project: Path) -> dict[str, str]:
     """The stages with a per-clip cache -> their cache name under data/cache: extract_audio, faces and
     the profile's encode stages (encode_video@NAME / encode_audio@NAME -> encode_NAME)."""
-    run = yaml.safe_load((project / "params.yaml").read_text())["run"]
+    run = yaml.safe_load((project / "run.yaml").read_text())["run"]
     stages = {"extract_audio": "extract_audio", "faces": "faces"}
     for modality in ("video", "audio"):
         stages.update({f"encode_{modality}@{name}": f"encode_{name}" for name in run[f"encode_{modality}"]})

@@ -4,7 +4,7 @@ docs/results/benchmarks/preprocess.json (and printed as the tables of docs/bench
 Per clip set (the 720p originals of ravdess-720p/Actor_01, and ravdess-lite clips unpacked to a
 temporary folder), each measurement in a fresh Python process:
   ffmpeg video / audio  `ffmpeg -i CLIP -an|-vn -f null -` (imageio-ffmpeg's binary), N processes at a time
-  faces:<config>        the faces stage's per-clip work (avemo.faces.stage.process_clip: sampled decode,
+  faces:<config>        the faces stage's per-clip work (avemo.faces.crop_clips.process_clip: sampled decode,
                         detection, tracking, crops, JPEG strip) in the stage's worker processes, for each
                         detector configuration of CONFIGS; the per-clip cache is not used (a cache miss)
   extract_audio         avemo.audio.extract_audio in the stage's threads
@@ -111,7 +111,7 @@ class PeakMemory:
 
 def _timed_clip(cfg: dict, scratch: Path, clip: str) -> dict:
     """The stage's per-clip work, with its start and end times (run in a faces worker process)."""
-    from avemo.faces.stage import process_clip
+    from avemo.faces.crop_clips import process_clip
 
     start, cpu = time.time(), time.process_time()  # process_time: every thread of this worker (decoder's too)
     result = process_clip(Path(clip), cfg, scratch)
@@ -144,7 +144,7 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
             results = map_clips(lambda c: extract_audio(c, scratch / f"{c.stem}.wav", rate).status, clips, workers, kind)
             extra["statuses"] = {s: results.count(s) for s in set(results)}
         elif kind.startswith("faces:"):
-            from avemo.faces.stage import check_config, one_detector_thread
+            from avemo.faces.crop_clips import check_config, one_detector_thread
 
             cfg = check_config({**params["faces"], **CONFIGS[kind.split(":", 1)[1]], "workers": workers})
             (scratch / "strips").mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def measure(kind: str, clips: list[Path], workers: int, params: dict, scratch: P
                 torch.set_num_threads(int(threads))
             encode = load_encoder(name, params).encode
             if modality_of(name) == "video":  # `clips` are the strips of a faces run
-                from avemo.video import load_strip
+                from avemo.faces.strip import load_strip
 
                 inputs = [load_strip(c, params["faces"]["n_frames"]) for c in clips]
             else:  # `clips` are videos: their audio window
@@ -234,7 +234,7 @@ def crop_steadiness(strips_dir: Path, n_frames: int) -> float:
     """Mean absolute difference between consecutive crops of each clip (lower = steadier), 0-255 scale."""
     import numpy as np
 
-    from avemo.video import load_strip
+    from avemo.faces.strip import load_strip
 
     diffs = []
     for strip in sorted(strips_dir.glob("*.jpg")):

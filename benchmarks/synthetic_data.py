@@ -2,8 +2,8 @@
 training where the real preprocessed data is not at hand (a freshly lent GPU machine): speed does not
 depend on the values, so samples/s measured on these equals samples/s on real clips. Never use them for
 accuracy. Written under --out: faces/ (strips/CLIP.jpg, tracks.json, report.json), features/NAME/
-(features.npz with clips and float16 values, info.json) for every input encoder of avemo.data.INPUTS
-(or --inputs), metadata.csv. Shapes follow params.yaml (faces.n_frames, faces.size, audio.*, each
+(features.npz with clips and float16 values, info.json) for every input encoder of avemo/encoders/registry.py
+(or --inputs), metadata.csv. Shapes follow params.yaml (faces.n_frames, faces.crop_px, audio.*, each
 encoder's settings in features.video / features.audio) and each encoder's output size.
 
   python benchmarks/synthetic_data.py --out /tmp/synthetic --clips-per-actor 60
@@ -51,12 +51,14 @@ def input_shape(name: str, params: dict) -> tuple[int, ...]:
     if name == "spectrogram":
         return (EMBEDDING_SIZE[audio["spectrogram"]["backbone"]],)
     if name == "whisper":  # 100 mel frames a second, states 20 ms apart, averaged over `pool` steps
-        return samples // 160 // 2 // audio["whisper"]["pool"], WHISPER_SIZE[audio["whisper"]["size"]]
+        return samples // 160 // 2 // audio["whisper"]["pool"], WHISPER_SIZE[audio["whisper"]["model"]]
     if name in ("wav2vec2", "hubert", "wavlm"):  # 20 ms frames of the conv front end, averaged over `pool`
         return ((samples - 400) // 320 + 1) // audio[name]["pool"], SSL_SIZE
     if name == "egemaps":
         return (EGEMAPS_SIZE,)
-    raise ValueError(f"no synthetic shape for input '{name}'")
+    from avemo.encoders.registry import spec_of
+
+    return spec_of(name).shape  # its documented shape (params.yaml's settings)
 
 
 def make(out: Path, params: dict, actors, per_actor: int, inputs=None, seed: int = 0) -> int:
@@ -64,9 +66,10 @@ def make(out: Path, params: dict, actors, per_actor: int, inputs=None, seed: int
     import cv2
     import pandas as pd
 
-    from avemo.data import INPUTS, VIDEO_INPUTS
+    from avemo.encoders.registry import modality_of, names
     from avemo.ids import parse_clip_id
 
+    INPUTS = names() + ("frames",)
     inputs = list(inputs or INPUTS)
     unknown = sorted(set(inputs) - set(INPUTS))
     if unknown:
@@ -75,7 +78,7 @@ def make(out: Path, params: dict, actors, per_actor: int, inputs=None, seed: int
     faces = {k: v for k, v in params["faces"].items() if k != "workers"}
     window = {k: params["audio"][k] for k in ("sample_rate", "offset_s", "duration_s")}
     clips = sorted(set(clip_ids(actors, per_actor)))
-    n, frames, size = len(clips), faces["n_frames"], faces["size"]
+    n, frames, size = len(clips), faces["n_frames"], faces["crop_px"]
     if "frames" in inputs:
         (out / "faces" / "strips").mkdir(parents=True, exist_ok=True)
         for clip in clips:
@@ -94,7 +97,7 @@ def make(out: Path, params: dict, actors, per_actor: int, inputs=None, seed: int
         folder = out / "features" / name
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "features.npz", clips=np.array(clips), values=values.astype(np.float16))
-        modality = "video" if name in VIDEO_INPUTS else "audio"
+        modality = modality_of(name)
         info = {"input": name, "modality": modality, "weights": "synthetic-random-inputs",
                 "config": params["features"][modality].get(name, {}), "window": window if modality == "audio" else {},
                 **({"faces": faces} if modality == "video" else {}), "clips": n, "shape": list(shape), "skipped": []}
@@ -108,7 +111,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clips-per-actor", type=int, default=60)
     parser.add_argument("--actors", type=int, nargs="+", default=list(range(1, 21)))
-    parser.add_argument("--inputs", nargs="+", help="inputs to write (avemo.data.INPUTS names, 'frames' for the "
+    parser.add_argument("--inputs", nargs="+", help="inputs to write (encoder names of avemo/encoders/registry.py, 'frames' for the "
                         "face crops; default: all of them)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = parser.parse_args()

@@ -9,7 +9,7 @@ imagenet and whisper, and for each fold of `sequential_6x4` present in the data 
 - fer and imagenet logistic regressions (the video branches), C on validation actors;
 - late fusion of the branches: calibrated (a temperature per branch and non-negative weights fitted on the
   validation log-likelihood, avemo.baselines.calibration) against the accuracy-first grid of the
-  late_logreg baseline (avemo.baselines.stage.best_weights).
+  late_logreg baseline (avemo.baselines.fit_and_score.best_weights).
 Single clip: inputs standardised with the training actors' statistics, classifiers trained so. Speaker
 adapted: every clip standardised with its actor's other clips (never itself), classifiers trained on training
 clips standardised with their own actor's statistics.
@@ -28,14 +28,14 @@ import numpy as np
 from avemo.baselines.calibration import fit_calibrated, fuse_calibrated
 from avemo.baselines.features import pooled
 from avemo.baselines.bundle import fuse
-from avemo.baselines.stage import best_weights
+from avemo.baselines.fit_and_score import best_weights
 from avemo.cv import fold_split
 from avemo.ids import parse_clip_id
 from avemo.normalize import ProtocolNormalizer
+from avemo.protocols import PROTOCOLS, SINGLE_CLIP
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 INNER_C = (1e-3, 1e-2, 1e-1)
-PROTOCOLS = ("single_clip", "speaker_adapted")
 
 
 def load_input(folder: Path, name: str) -> dict[str, np.ndarray]:
@@ -77,7 +77,7 @@ def branch_on_val(x_train, y_train, x_val, y_val, x_test) -> dict:
 def views(train, val, test, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three parts standardised under a protocol (a dict of one input 'x')."""
     norm = ProtocolNormalizer.fit({"x": train["x"]})
-    if mode == "single_clip":
+    if mode == SINGLE_CLIP:
         return tuple(norm.single_clip({"x": p["x"]})["x"] for p in (train, val, test))
     train_view = norm.training_view({"x": train["x"]}, train["actors"], "speaker", np.random.default_rng(0))["x"]
     return (train_view, norm.speaker_adapted({"x": val["x"]}, val["actors"])["x"],

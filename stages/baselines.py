@@ -5,9 +5,10 @@ import time
 from pathlib import Path
 
 from avemo.baselines.fit import CLASSIFIERS
-from avemo.baselines.stage import run_baseline
+from avemo.baselines.fit_and_score import run_baseline
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.protocols import SINGLE_CLIP, SPEAKER_ADAPTED
+from avemo.entry import run_stage
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
         r = run_baseline(params["baselines"], params["split"], params["train_defaults"], args.features,
                          args.classifier, args.metadata, args.metrics, args.model, args.inputs[0].parent,
                          args.predictions)
-        print(f"baseline {args.features} {args.classifier}: single clip WA {r['single_clip']['accuracy']:.4f}, "
-              f"speaker-adapted WA {r['speaker_adapted']['accuracy']:.4f} on {r['single_clip']['n']} test clips; "
+        print(f"baseline {args.features} {args.classifier}: single clip WA {r[SINGLE_CLIP]['accuracy']:.4f}, "
+              f"speaker-adapted WA {r[SPEAKER_ADAPTED]['accuracy']:.4f} on {r[SINGLE_CLIP]['n']} test clips; "
               f"{time.perf_counter() - started:.1f} s")
 
     run_stage(body)

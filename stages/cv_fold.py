@@ -5,7 +5,8 @@ from pathlib import Path
 
 from avemo.cv import run_fold
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.protocols import SINGLE_CLIP, SPEAKER_ADAPTED
+from avemo.entry import run_stage
 
 
 def main() -> None:
@@ -21,8 +22,8 @@ def main() -> None:
     def body():
         r = run_fold(load_params(), args.name, args.fold, args.inputs, args.metadata, args.out, args.metrics)
         print(f"cv {args.name} fold {args.fold}: " + (f"skipped ({r['skipped']})" if "skipped" in r else
-              f"single clip WA {r['single_clip']['accuracy']:.4f}, speaker-adapted WA "
-              f"{r['speaker_adapted']['accuracy']:.4f} on actors {r['test_actors']}"))
+              f"single clip WA {r[SINGLE_CLIP]['accuracy']:.4f}, speaker-adapted WA "
+              f"{r[SPEAKER_ADAPTED]['accuracy']:.4f} on actors {r['test_actors']}"))
 
     run_stage(body)
 

@@ -3,7 +3,8 @@ import argparse
 from pathlib import Path
 
 from avemo.cv_summary import summarize_dir
-from avemo.stage import run_stage
+from avemo.entry import run_stage
+from avemo.protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 def main() -> None:
@@ -14,7 +15,7 @@ def main() -> None:
 
     def body():
         s = summarize_dir(args.folds, args.out)
-        one, adapted = s["single_clip"]["accuracy"], s["speaker_adapted"]["accuracy"]
+        one, adapted = s[SINGLE_CLIP]["accuracy"], s[SPEAKER_ADAPTED]["accuracy"]
         print(f"cv {s['model']} ({s['scheme']}, {s['folds']} folds): single clip WA {one['mean']:.4f} ± "
               f"{one['std']:.4f}, speaker-adapted WA {adapted['mean']:.4f} ± {adapted['std']:.4f}")
 

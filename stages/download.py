@@ -6,7 +6,7 @@ from avemo.download import UnpackResult, fetch_archive, resolve_remote, select_a
 from avemo.io import atomic_path, load_params, remove_stale_temporaries, write_json
 from avemo.errors import ParamError, WriteError, StageError
 from avemo.metadata import write_metadata
-from avemo.stage import run_stage
+from avemo.entry import run_stage
 
 
 def download(params: dict, sample_dir: Path, archives: Path, out: Path) -> dict:

@@ -3,9 +3,9 @@ or features.audio.NAME, and the audio window), written to data/features/NAME/.""
 import argparse
 from pathlib import Path
 
-from avemo.encoders.stage import run_encode
+from avemo.encoders.encode_clips import run_encode
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.entry import run_stage
 from avemo.device import pick_device
 
 

@@ -1,11 +1,12 @@
-"""Stage ensemble: late fusion of the candidates of params.yaml `run.ensemble` (models and baselines), members
+"""Stage ensemble: late fusion of the candidates of run.yaml `run.ensemble` (models and baselines), members
 and weights chosen on the validation actors only, per protocol; test metrics in the format of `evaluate`."""
 import argparse
 from pathlib import Path
 
 from avemo.ensemble import run_ensemble
 from avemo.io import load_params
-from avemo.stage import run_stage
+from avemo.entry import run_stage
+from avemo.protocols import PROTOCOLS
 
 
 def main() -> None:
@@ -14,13 +15,14 @@ def main() -> None:
     parser.add_argument("--metadata", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
+    parser.add_argument("--run", type=Path, default=Path("run.yaml"), help="what `avemo profile` wrote (candidates)")
     args = parser.parse_args()
 
     def body():
-        params = load_params()
-        r = run_ensemble(params["ensemble"], params["run"]["ensemble"]["candidates"], args.predictions,
+        candidates = load_params("run", args.run)["ensemble"]["candidates"]
+        r = run_ensemble(load_params("ensemble"), candidates, args.predictions,
                          args.metadata, args.metrics, args.plots)
-        for protocol in ("single_clip", "speaker_adapted"):
+        for protocol in PROTOCOLS:
             p = r[protocol]
             members = ", ".join(f"{name} {weight:.2f}" for name, weight in p["members"].items())
             print(f"ensemble {protocol} ({r['method']}): {members}; val WA {p['val']['accuracy']:.4f}; "

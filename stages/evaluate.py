@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from avemo.evaluate import evaluate_checkpoint
-from avemo.stage import run_stage
+from avemo.entry import run_stage
+from avemo.protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
 
     def body():
         r = evaluate_checkpoint(args.checkpoint, args.metrics, args.plots, predictions=args.predictions)
-        one, adapted = r["single_clip"], r["speaker_adapted"]
+        one, adapted = r[SINGLE_CLIP], r[SPEAKER_ADAPTED]
         print(f"evaluate {r['model']}: single clip WA {one['accuracy']:.4f} UA {one['balanced_accuracy']:.4f}; "
               f"speaker-adapted WA {adapted['accuracy']:.4f} on {one['n']} test clips")
 

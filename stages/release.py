@@ -6,7 +6,7 @@ from pathlib import Path
 
 from avemo.io import load_params, write_json
 from avemo.release import build_release, release_data, write_release
-from avemo.stage import run_stage
+from avemo.entry import run_stage
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from conftest import ROOT, venv_env
 
 from avemo.audio import extract_audio
 from avemo.baselines.bundle import load_baseline
-from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled
+from avemo.baselines.features import load_pooled_set, matrix, parse_feature_set, pooled, pooled_inputs
 from avemo.baselines.fit import grid_search
-from avemo.baselines.stage import run_baseline
+from avemo.baselines.fit_and_score import run_baseline
 from avemo.data import split_feature_set
 from avemo.encoders.egemaps import EGEMAPS_SIZE, egemaps_features
 from avemo.errors import ParamError
@@ -91,7 +91,8 @@ def test_stage_without_any_usable_clip_fails_with_one_line(wavs):
 def test_feature_sets_name_known_pooled_inputs_once():
     assert parse_feature_set("whisper_fer_imagenet") == ("whisper", "fer", "imagenet")
     for bad in ("egemaps_frame_pooled", "fer_fer", "logmel"):
-        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among egemaps, imagenet"):
+        known = ", ".join(pooled_inputs())  # the registry's encoders that declare a pooling
+        with pytest.raises(ParamError, match=f"baselines feature set '{bad}': give inputs among {known}"):
             parse_feature_set(bad)
 
 

@@ -10,14 +10,15 @@ from avemo.errors import ParamError, StageError
 from avemo.faces import mtcnn
 from avemo.faces.crop import aligned_crop, eye_angle, square_crop
 from avemo.faces.decode import METHODS, read_samples
-from avemo.faces.stage import check_config, run
+from avemo.faces.crop_clips import check_config, run
 from avemo.faces.track import iou
 from avemo.metadata import write_metadata
-from avemo.video import crop_faces, detect_face, detect_largest_face
+from avemo.faces.clip import crop_faces
+from avemo.faces.detect import detect_face, detect_largest_face
 
 MTCNN = {"detector": "mtcnn", "min_face": 0.15, "detect_size": 480}
 HAAR = {"detector": "haar", "min_face": 0.15, "scale_factor": 1.1, "min_neighbors": 5}
-STAGE = {"n_frames": 6, "size": 48, "margin": 0.2, "detector": "mtcnn", "detect_size": 320, "min_face": 0.15,
+STAGE = {"n_frames": 6, "crop_px": 48, "margin": 0.2, "detector": "mtcnn", "detect_size": 320, "min_face": 0.15,
          "track_step": 3, "track_iou": 0.7, "align": False}
 
 

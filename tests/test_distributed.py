@@ -25,7 +25,7 @@ def project(sample_data, tmp_path_factory) -> Path:
     """A project whose data/ holds the real stages' outputs of 4 sample actors (the session's sample data:
     log-mel and ImageNet embeddings of 4 face crops of 48 px per clip), metadata restricted to them."""
     project = tmp_path_factory.mktemp("ddp")
-    for item in ("dvc.yaml", "stages", "avemo"):
+    for item in ("dvc.yaml", ".dvcignore", "stages", "avemo"):
         (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, project / item)
     (project / "data" / "raw").mkdir(parents=True)
     lines = sample_data.metadata.read_text().splitlines()
@@ -102,7 +102,7 @@ def test_the_dvc_train_stage_runs_under_torchrun_when_params_say_so(project):
     params["launch"]["train"] = "python -m torch.distributed.run --standalone --nproc_per_node 2"
     params["profiles"]["ddp"] = {"models": ["video_lstm"], "baselines": [], "ensemble": ["video_lstm"], "cv": {}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    profile = run(project, "-m", "avemo.cli", "profile", "ddp")  # params.yaml `run`, what dvc.yaml reads
+    profile = run(project, "-m", "avemo.cli", "profile", "ddp")  # run.yaml, what dvc.yaml reads
     assert profile.returncode == 0, profile.stderr
     dvc = lambda *args: subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=venv_env(),  # noqa: E731
                                        text=True, capture_output=True, timeout=600)

@@ -1,8 +1,9 @@
-"""dvc.yaml says exactly what each stage reads: the project modules its script imports (transitively), only
-the parameter keys that change its result, and the input slots params.yaml `run` derives from each model's
-declared inputs (`avemo profile`)."""
+"""dvc.yaml says exactly what each stage reads: the project modules its script imports (transitively, written
+by `avemo profile`), only the parameter keys that change its result, and the input slots run.yaml derives
+from each model's declared inputs (`avemo profile`)."""
 import copy
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,15 @@ import pytest
 import yaml
 
 from conftest import ROOT, venv_env
-from imports import relative, transitive
 
+from avemo.encoders.registry import spec_of
 from avemo.models import model_inputs
 from avemo.pipeline import BASELINE_SLOTS, ENSEMBLE_SLOTS, INPUT_SLOTS, input_path, run_section
+from avemo.stage_deps import relative, stage_code, transitive
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+RUN = yaml.safe_load((ROOT / "run.yaml").read_text())["run"]
 STAGES = {name: stage.get("do", stage) for name, stage in DVC["stages"].items()}
 NOT_RESULTS = ("workers", "threads")  # how many processes / threads: never what a stage computes
 
@@ -34,14 +37,37 @@ def test_every_stage_runs_one_stage_script():
         assert script in body["deps"], f"{name}: its script {script} is not among its deps"
 
 
+def files_of(listed) -> set[str]:
+    """dvc.yaml code entries -> the files they cover (a package folder: every module under it)."""
+    out = set()
+    for entry in listed:
+        path = ROOT / entry
+        out |= set(relative(path.rglob("*.py"))) if entry.endswith("/") else {entry}
+        assert path.exists(), entry
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_deps_are_exactly_the_modules_its_script_imports(name):
     body = STAGES[name]
     needed = set(relative(transitive(ROOT / script_of(body))))
-    listed = {d for d in body["deps"] if isinstance(d, str) and d.startswith("avemo/")}
-    assert not needed - listed, f"{name}: imported but not in deps: {sorted(needed - listed)}"
-    assert not listed - needed, f"{name}: in deps but never imported: {sorted(listed - needed)}"
-    assert all((ROOT / d).is_file() for d in listed)
+    code = [d for d in body["deps"] if isinstance(d, str) and d.startswith("avemo/")]
+    listed = files_of(code)
+    assert not needed - listed, f"{name}: imported but not in deps: {sorted(needed - listed)}; run `avemo profile`"
+    assert not listed - needed, f"{name}: in deps but never imported: {sorted(listed - needed)}; run `avemo profile`"
+    assert code == stage_code(script_of(body)), f"{name}: run `avemo profile` to rewrite its code list"
+
+
+def test_model_stages_run_no_detector_and_no_encoder_code():
+    """Editing MTCNN re-crops faces but retrains no model; editing an encoder re-encodes and retrains no
+    network (the classical baselines pool each input as its encoder declares: they read the registry)."""
+    for stage in ("train", "evaluate", "baselines", "cv_fold", "ensemble", "cv_summary"):
+        code = files_of(d for d in STAGES[stage]["deps"] if isinstance(d, str) and d.startswith("avemo/"))
+        assert not {"avemo/faces/mtcnn.py", "avemo/faces/detect.py", "avemo/faces/decode.py",
+                    "avemo/faces/clip.py"} & code, stage
+        if stage not in ("baselines", "cv_fold"):
+            assert not {"avemo/encoders/whisper.py", "avemo/encoders/fer.py"} & code, stage
+    assert "avemo/faces/" in STAGES["faces"]["deps"]
 
 
 def test_the_import_walk_follows_imports_inside_functions_and_package_inits():
@@ -52,6 +78,8 @@ def test_the_import_walk_follows_imports_inside_functions_and_package_inits():
     assert "avemo/predict/cli.py" not in train and "avemo/encoders/whisper.py" not in train
     baseline = set(relative(transitive(ROOT / "stages/baselines.py")))
     assert "avemo/baselines/fit.py" in baseline and "avemo/training/loop.py" not in baseline
+    encode = set(relative(transitive(ROOT / "stages/encode.py")))  # the registry finds the encoder modules
+    assert {"avemo/encoders/whisper.py", "avemo/encoders/fer.py", "avemo/encoders/ssl.py"} <= encode
 
 
 def foreach_items(name: str) -> list[tuple[str, dict]]:
@@ -67,6 +95,18 @@ def foreach_items(name: str) -> list[tuple[str, dict]]:
     return sorted(items.items())
 
 
+def resolved_value(name: str, files=(PARAMS, {"run": RUN})):
+    for data in files:
+        value = data
+        for part in name.split("."):
+            if not (isinstance(value, dict) and part in value):
+                break
+            value = value[part]
+        else:
+            return value
+    raise AssertionError(f"params entry {name}: not in params.yaml nor run.yaml")
+
+
 def resolved_params(entry: str, key: str, item: dict) -> tuple[str, object]:
     """A stage's params entry with ${key} and ${item.X} of one foreach entry resolved -> (name, value)."""
     name = entry.replace("${key}", key)
@@ -74,11 +114,7 @@ def resolved_params(entry: str, key: str, item: dict) -> tuple[str, object]:
         if isinstance(value, str):
             name = name.replace(f"${{item.{field}}}", value)
     assert "${" not in name, f"params entry {entry}: unresolved for {key}"
-    value = PARAMS
-    for part in name.split("."):
-        assert isinstance(value, dict) and part in value, f"params entry {name}: not in params.yaml"
-        value = value[part]
-    return name, value
+    return name, resolved_value(name)
 
 
 def keys_of(value) -> set[str]:
@@ -90,7 +126,8 @@ def keys_of(value) -> set[str]:
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_params_leave_out_runtime_and_workers(name):
     for entry in STAGES[name].get("params", []):
-        entry = entry if isinstance(entry, str) else next(iter(entry))
+        if isinstance(entry, dict):  # {file: [keys]}: keys of another parameter file (run.yaml)
+            entry = next(iter(entry.values()))[0]
         assert not entry.startswith("runtime"), f"{name}: depends on {entry}"
         for foreach_key, item in foreach_items(name):
             key, value = resolved_params(entry, foreach_key, item)
@@ -112,22 +149,36 @@ def test_per_clip_stages_list_every_key_they_compute_with():
         for key, item in foreach_items(stage):
             used = {resolved_params(entry, key, item)[0] for entry in STAGES[stage]["params"]}
             own = {f"features.{modality}.{key}"} | (window if modality == "audio" else set())
-            if key == "spectrogram":  # it embeds the log-mel image
-                own.add("features.audio.logmel")
+            if spec_of(key).reads:  # the spectrogram embeds the log-mel image
+                own.add(spec_of(key).reads)
             assert used == own, (stage, key, sorted(used))
 
 
-def test_avemo_profile_check_passes_for_params_yaml_as_committed(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "avemo.cli", "profile", "--check", "--params",
-                           str(ROOT / "params.yaml")], capture_output=True, text=True, env=venv_env(), timeout=120)
+def profile_check(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "avemo.cli", "profile", "--check"], cwd=project,
+                          capture_output=True, text=True, env=venv_env(), timeout=120)
+
+
+def test_avemo_profile_check_passes_for_the_committed_files_and_names_what_is_stale(tmp_path):
+    done = profile_check(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"`run` matches profile '{PARAMS['profile']}'" in done.stdout
-    stale = copy.deepcopy(PARAMS)
-    stale["run"]["models"].pop(next(iter(stale["run"]["models"])))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(stale, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "avemo.cli", "profile", "--check", "--params",
-                           str(tmp_path / "params.yaml")], capture_output=True, text=True, env=venv_env(), timeout=120)
-    assert done.returncode == 1 and "does not match profile" in done.stdout and "avemo profile" in done.stdout
+    assert f"run.yaml: matches profile '{RUN['profile']}'; dvc.yaml lists each stage's code" in done.stdout
+    for item in ("params.yaml", "run.yaml", "dvc.yaml", "stages", "avemo"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, tmp_path / item)
+    stale = copy.deepcopy(RUN)
+    stale["models"].pop(next(iter(stale["models"])))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"run": stale}, sort_keys=False))
+    dvc = (tmp_path / "dvc.yaml").read_text()
+    (tmp_path / "dvc.yaml").write_text(dvc.replace("      - avemo/faces/\n", "      - avemo/faces/crop.py\n", 1))
+    done = profile_check(tmp_path)
+    assert done.returncode == 1 and "run.yaml: does not match profile 'default'" in done.stdout
+    assert "the code listed by stage(s) faces is not what their scripts import" in done.stdout
+    assert "run `avemo profile default`" in done.stdout
+    fixed = subprocess.run([sys.executable, "-m", "avemo.cli", "profile"], cwd=tmp_path, capture_output=True,
+                           text=True, env=venv_env(), timeout=120)
+    assert fixed.returncode == 0, fixed.stderr
+    assert profile_check(tmp_path).returncode == 0
+    assert (tmp_path / "dvc.yaml").read_text() == dvc  # rewritten as committed, comments and all
 
 
 def expected_slots(paths: list[str], count: int) -> list[str]:
@@ -137,7 +188,7 @@ def expected_slots(paths: list[str], count: int) -> list[str]:
 
 @pytest.mark.parametrize("profile", sorted(PARAMS["profiles"]))
 def test_run_input_slots_are_each_models_declared_inputs(profile):
-    run = PARAMS["run"] if profile == PARAMS["profile"] else run_section(PARAMS, profile)
+    run = RUN if profile == RUN["profile"] else run_section(PARAMS, profile)
     spec = PARAMS["profiles"][profile]
     assert list(run["models"]) == spec["models"]
     encoders = set()
@@ -175,7 +226,7 @@ def test_dvc_yaml_passes_the_slots_it_depends_on():
             assert "--inputs " + " ".join(slots) in " ".join(body["cmd"].split()), name
     ensemble = [d for d in STAGES["ensemble"]["deps"] if d.startswith("${run.ensemble")]
     assert ensemble == [f"${{run.ensemble.deps[{i}]}}" for i in range(ENSEMBLE_SLOTS)]
-    assert "run.ensemble.candidates" in STAGES["ensemble"]["params"]
+    assert {"run.yaml": ["run.ensemble.candidates"]} in STAGES["ensemble"]["params"]
 
 
 def test_every_model_of_params_yaml_fits_the_input_slots():
@@ -184,19 +235,24 @@ def test_every_model_of_params_yaml_fits_the_input_slots():
         assert 1 <= len(set(inputs)) <= INPUT_SLOTS, name
 
 
-def test_avemo_profile_rewrites_run_and_keeps_every_comment(tmp_path):
+def test_avemo_profile_writes_run_yaml_and_leaves_params_yaml_alone(tmp_path):
     from avemo.io import load_params
     from avemo.pipeline import main as profile_main, write_profile
 
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
-    comments = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("#")]
     run = write_profile(path, "full")
-    written = load_params(path=path)
-    assert written["profile"] == "full" and written["run"] == run == run_section(written, "full")
+    assert path.read_text() == (ROOT / "params.yaml").read_text()  # the hand-edited file is never rewritten
+    written = load_params(path=tmp_path / "run.yaml")["run"]
+    assert written["profile"] == "full" and written == run == run_section(PARAMS, "full")
     assert len(run["models"]) == len(PARAMS["profiles"]["full"]["models"]) and run["cv_folds"]
-    assert all(comment in path.read_text() for comment in comments)
+    assert (tmp_path / "run.yaml").read_text().startswith("# Generated by `avemo profile NAME`")
     profile_main(["--check", "--params", str(path)])  # passes: exits only on a mismatch
     with pytest.raises(SystemExit) as stale:
         profile_main(["default", "--check", "--params", str(path)])
     assert stale.value.code == 1
+
+
+def test_the_profile_lists_live_outside_params_yaml():
+    assert "run" not in PARAMS and "profile" not in PARAMS
+    assert DVC["vars"] == ["run.yaml"]

@@ -185,8 +185,9 @@ def test_unknown_candidate_names_the_missing_file_and_the_valid_names(clips, tmp
     assert "valid names: baseline_egemaps_logreg, logmel_cnn" in message
 
     # the stage: exit code 1, one line naming both, no traceback
-    params = tmp_path / "params.yaml"  # the stage reads ./params.yaml: `ensemble` and `run.ensemble`
-    params.write_text(yaml.safe_dump({"ensemble": CFG, "run": {"ensemble": {"candidates": ["fusion_kontcat"]}}}))
+    # the stage reads ./params.yaml `ensemble` and ./run.yaml `run.ensemble`
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble": CFG}))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"run": {"ensemble": {"candidates": ["fusion_kontcat"]}}}))
     run = subprocess.run([sys.executable, str(ROOT / "stages" / "ensemble.py"), "--predictions", str(preds),
                           "--metadata", str(clips["metadata"]), "--metrics", str(tmp_path / "e.json"),
                           "--plots", str(tmp_path / "plots")], capture_output=True, text=True, cwd=tmp_path)
@@ -238,7 +239,7 @@ def test_baselines_give_probabilities_for_all_classes_svm_included(clips):
 def test_baseline_and_model_predictions_on_real_clips_make_an_ensemble(sample_data, trained_models, tmp_path):
     """The baselines stage's function and evaluate on real features of the sample write predictions files
     that the ensemble stage's function combines, per protocol, choosing on the validation actor only."""
-    from avemo.baselines.stage import run_baseline
+    from avemo.baselines.fit_and_score import run_baseline
     from avemo.evaluate import evaluate_checkpoint
 
     params = sample_data.params()
@@ -280,9 +281,10 @@ def test_default_candidates_are_stages_of_the_pipeline():
         baselines = {"baseline_" + b.replace("-", "_") for b in profile["baselines"]}
         candidates = {c if c in params["models"] else "baseline_" + c.replace("-", "_") for c in profile["ensemble"]}
         assert candidates <= set(profile["models"]) | baselines
-    assert params["run"]["ensemble"]["candidates"] == [
+    run = yaml.safe_load((ROOT / "run.yaml").read_text())["run"]
+    assert run["ensemble"]["candidates"] == [
         c if c in params["models"] else "baseline_" + c.replace("-", "_")
-        for c in params["profiles"][params["profile"]]["ensemble"]]
+        for c in params["profiles"][run["profile"]]["ensemble"]]
     assert "--predictions metrics/predictions/${key}.csv" in " ".join(dvc["evaluate"]["do"]["cmd"].split())
     assert "--predictions metrics/predictions/${item.name}.csv" in " ".join(dvc["baselines"]["do"]["cmd"].split())
     assert "--predictions metrics/predictions" in dvc["ensemble"]["cmd"]

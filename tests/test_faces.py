@@ -1,15 +1,12 @@
 import numpy as np
 import pytest
 
-from avemo.video import (
-    crop_faces,
-    fill_missing_boxes,
-    load_strip,
-    sample_indices,
-    save_strip,
-)
+from avemo.faces.clip import crop_faces
+from avemo.faces.sampling import sample_indices
+from avemo.faces.strip import load_strip, save_strip
+from avemo.faces.track import fill_missing_boxes
 
-CFG = {"n_frames": 8, "size": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
+CFG = {"n_frames": 8, "crop_px": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
 MTCNN = {**CFG, "detector": "mtcnn", "detect_size": 480, "track_step": 4, "track_iou": 0.7}
 
 
@@ -48,3 +45,49 @@ def test_video_without_a_face_falls_back_to_centre_crops(ffmpeg, tmp_path, cfg):
     track = crop_faces(video, cfg)
     assert track.detection_rate == 0 and track.boxes == [None] * 8
     assert track.crops.shape == (8, 112, 112, 3)
+
+
+def test_stream_windows_crop_by_the_faces_stage_path_with_align_and_tracking(hd_dir, monkeypatch):
+    """Stream mode's window of sampled frames is cropped as the faces stage crops a clip of those frames
+    (detector, tracking every 4th frame, eyes levelled); an overlapping window detects no frame in full twice."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    import avemo.predict.window as window_module
+    from avemo.faces.clip import crop_frames
+    from avemo.faces.detect import detect_faces
+    from avemo.predict.window import WindowPredictor, make_grid
+
+    in_full = []  # every frame the stream detects in full
+
+    def counted(batch, config):
+        in_full.extend(id(f) for f in batch)
+        return detect_faces(batch, config)
+
+    monkeypatch.setattr(window_module, "detect_faces", counted)
+
+    cfg = {**MTCNN, "n_frames": 8, "align": True}
+    capture = cv2.VideoCapture(str(sorted(hd_dir.glob("*.mp4"))[0]))
+    frames = []
+    while len(frames) < 60:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    grid = make_grid(30.0, 1.0, 0.5, cfg["n_frames"])  # 30-frame windows every 15 frames: half of them shared
+    state = WindowPredictor(SimpleNamespace(faces=cfg), grid, None, None, detect=True)
+    sampled = sorted({grid.frame(j) for k in (0, 1) for j in grid.points(k)})
+    for index in sampled:
+        state.add_frame(index, frames[index])
+    for k in (0, 1):
+        js = list(grid.points(k))
+        window = state.window_faces(js)
+        own = crop_frames([frames[grid.frame(j)] for j in js], cfg)
+        assert np.array_equal(window.crops, own.crops) and window.boxes == own.boxes
+        assert window.detected == own.detected and all(window.detected)
+        assert any(m is not None for m in own.landmarks)  # aligned by landmarks, not plain square crops
+    plain = crop_frames([frames[grid.frame(j)] for j in grid.points(0)], {**cfg, "align": False})
+    assert not np.array_equal(plain.crops, state.window_faces(list(grid.points(0))).crops)
+    assert len(in_full) == len(set(in_full)) > 0  # no frame detected in full twice, the shared ones included

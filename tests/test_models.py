@@ -22,7 +22,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-# Every input of avemo.data.INPUTS, small: per-frame face features, face crops, the audio window's encodings.
+# Every input (the registry's encoders and the face crops), small: per-frame face features, face crops, the audio window's encodings.
 SHAPES = {"imagenet": (4, 32), "fer": (4, 135), "frames": (4, 32, 32, 3), "logmel": (64, 101), "wave": (16000,),
           "spectrogram": (32,), "whisper": (5, 16), "wav2vec2": (5, 24), "hubert": (5, 24), "wavlm": (5, 24),
           "egemaps": (88,)}
@@ -151,7 +151,8 @@ def test_r3d_101_size_and_weights_file_round_trip(tmp_path):
 
 
 def test_crop_normalisation_is_shared_and_matches_the_features_stage():
-    from avemo.encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, bgr_to_tensor
+    from avemo.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from avemo.encoders.imagenet import bgr_to_tensor
     from avemo.models.video import KINETICS_MEAN, KINETICS_STD, frames_to_clip, normalize_frames
 
     frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)
@@ -187,7 +188,7 @@ def test_frame_cnn_frozen_backbone_trains_the_lstm_only():
 
 def test_av_frame_slices_follow_the_faces_stage_sampling():
     from avemo.models.fusion import frame_slice_weights
-    from avemo.video import sample_indices
+    from avemo.faces.sampling import sample_indices
 
     n, fps, clip_s = 16, 30.0, 3.7
     weights = frame_slice_weights(n, 301, clip_s, 0.5, 3.0)  # 3 s log-mel from 0.5 s, 10 ms hop
@@ -228,11 +229,11 @@ def test_av_frame_lstm_gives_unheard_frames_the_no_audio_vector():
 
 
 def test_every_model_reads_known_inputs_only():
-    from avemo.data import INPUTS
+    from avemo.encoders.registry import names
 
     for name, entry in MODELS.items():
         inputs = model_inputs(entry["architecture"], entry.get("args", {}))
-        assert inputs and set(inputs) <= set(INPUTS), name
+        assert inputs and set(inputs) <= set(names()) | {"frames"}, name
 
 
 def test_late_fusion_is_the_weighted_sum_of_its_branches_log_probabilities():

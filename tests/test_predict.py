@@ -26,7 +26,9 @@ from avemo.predict.output import aggregate
 from avemo.predict.stream import run_stream
 from avemo.predict.timeline import frame_rows, summary
 from avemo.predict.window import make_grid
-from avemo.video import crop_faces, load_strip, sample_indices, save_strip
+from avemo.faces.clip import crop_faces
+from avemo.faces.sampling import sample_indices
+from avemo.faces.strip import load_strip, save_strip
 
 from conftest import ROOT, train_tiny, venv_env
 
@@ -161,7 +163,7 @@ def check_enrolled_equals_speaker_adapted(sample_data, predictor, predictions: P
 def test_a_baseline_bundle_predicts_a_clip_as_its_evaluation_did(sample_data, tmp_path):
     """A classical baseline (late-fusion logistic regressions on pooled Whisper and FER2013 features) as a
     predict model: its bundle gives the single-clip and speaker-adapted probabilities of its evaluation."""
-    from avemo.baselines.stage import run_baseline
+    from avemo.baselines.fit_and_score import run_baseline
     from avemo.metrics import PROBABILITY_COLUMNS
 
     params = sample_data.params()

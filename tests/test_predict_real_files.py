@@ -17,7 +17,7 @@ from avemo.predict.annotate import annotate_video, clip_annotations, count_frame
 from avemo.predict.inputs import clip_audio, window_start_s
 from avemo.predict.sources import AudioFeed
 from avemo.preprocess import audio_window
-from avemo.video import crop_faces
+from avemo.faces.clip import crop_faces
 
 from conftest import venv_env
 

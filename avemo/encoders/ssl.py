@@ -7,12 +7,13 @@ one transformer layer (`layer`, 1-based; the middle layers carry the most parali
 averaged over `pool` steps of 20 ms."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
 
 from ..errors import StageError
+from .spec import Encoder, EncoderSpec
 
 BUNDLES = {"wav2vec2": "WAV2VEC2_BASE", "hubert": "HUBERT_BASE", "wavlm": "WAVLM_BASE_PLUS"}
 ARCHITECTURES = {"wav2vec2": "wav2vec2_base", "hubert": "hubert_base", "wavlm": "wavlm_base"}
@@ -47,3 +48,13 @@ def encode(model, windows: np.ndarray, layer: int, pool: int = 3) -> np.ndarray:
     states = features[layer - 1].numpy()
     steps = states.shape[1] // pool * pool
     return states[:, :steps].reshape(len(states), steps // pool, pool, -1).mean(axis=2)
+
+
+def load(name: str, cfg: dict, context) -> Encoder:
+    model, used = load_ssl(name, cfg["weights"])
+    return Encoder(name, "audio", used, cfg, lambda window: encode(model, window[None], cfg["layer"], cfg["pool"])[0])
+
+
+OFFLINE_HINT = "no offline copy exists: weights: none builds it with random weights (recorded in every metric)"
+ENCODERS = tuple(EncoderSpec(name, "audio", ("weights", "layer", "pool"), partial(load, name), shape=(49, 768),
+                             offline=OFFLINE_HINT, random_weights={"weights": "none"}) for name in BUNDLES)

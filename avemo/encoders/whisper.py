@@ -12,10 +12,12 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import StageError
+from ..io import choice
+from .spec import Encoder, EncoderSpec
 
 SIZES = ("tiny", "base", "small", "medium", "large-v3", "distil-large-v3")
 SAMPLE_RATE = 16000
-OFFLINE_HINT = ("offline: ../shared/tools/offline-whisper-base.sh fills the Hugging Face cache for `base`; "
+OFFLINE_HINT = ("offline: scripts/offline-weights.sh TOOLS_DIR fills the Hugging Face cache for `base`; "
                 "then run with HF_HUB_OFFLINE=1")
 
 
@@ -53,3 +55,14 @@ def encode(model, windows: np.ndarray, pool: int = 3) -> np.ndarray:
                                            to_cpu=True), dtype=np.float32)
     steps = states.shape[1] // pool * pool
     return states[:, :steps].reshape(len(states), steps // pool, pool, -1).mean(axis=2)
+
+
+def load(cfg: dict, context) -> Encoder:
+    choice(cfg["model"], SIZES, "features.audio.whisper.model")
+    model = load_whisper(cfg["model"], context.device)
+    return Encoder("whisper", "audio", weights_name(cfg["model"]), cfg,
+                   lambda window: encode(model, window[None], cfg["pool"])[0])
+
+
+ENCODERS = (EncoderSpec("whisper", "audio", ("model", "pool"), load, shape=(50, 512), offline=OFFLINE_HINT,
+                        pooling="mean_std"),)

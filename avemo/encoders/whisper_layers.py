@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ParamError, StageError
+from .spec import Encoder, EncoderSpec
 from .whisper import OFFLINE_HINT, SIZES
 
 OUTPUTS = ("pooled", "sequence")
@@ -279,3 +280,14 @@ def encode_layers(encoder: WhisperLayersEncoder, windows: np.ndarray, layers=Non
     steps = chosen.shape[2] // pool * pool
     n, k, _, d = chosen.shape
     return chosen[:, :, :steps].reshape(n, k, steps // pool, pool, d).mean(dim=3).float().cpu().numpy()
+
+
+def load(cfg: dict, context) -> Encoder:
+    model = load_whisper_layers(str(cfg["model"]), context.device)
+    layers, output, pool = check_settings(cfg, model.dims.n_layers)
+    return Encoder("whisper_layers", "audio", weights_name(str(cfg["model"])), cfg,
+                   lambda window: encode_layers(model, window[None], layers, output, pool)[0])
+
+
+ENCODERS = (EncoderSpec("whisper_layers", "audio", ("model", "layers", "output", "pool"), load, shape=(7, 1024),
+                        offline=OFFLINE_HINT, pooling="per_layer", code=("whisper.py",)),)

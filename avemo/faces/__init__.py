@@ -1,5 +1,4 @@
-"""Faces stage internals: sampled-frame decoding (decode), face detectors (detect, mtcnn), box tracking
-between sampled frames (track), crops and strips (crop), and the per-clip stage (stage).
-
-`avemo.video` is the public "clip -> face track" module built on these; nothing here imports it except
-`stage`, which runs it per clip."""
+"""Face crops: which frames a clip samples (sampling), decoding only those (decode), face detectors (detect,
+mtcnn), box tracking between sampled frames (track), the crop rule (crop), a clip's face track, the one crop
+path of the faces stage, `predict` and stream mode (clip), the JPEG strip the crops are stored as (strip),
+and the faces stage over every clip (crop_clips). Readers of stored crops need only strip and sampling."""

@@ -1,13 +1,11 @@
-"""Square face crops (optionally rotated so that the eyes are level) and the JPEG strip of a clip."""
+"""Square face crops, optionally rotated so that the eyes are level (`faces.align`): `crop_face` is the one
+rule the faces stage, `predict` and stream mode crop with."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from ..errors import VideoError
 from .detect import Box, padded_square
 
 
@@ -48,19 +46,8 @@ def aligned_crop(frame: np.ndarray, box: Box | None, landmarks, margin: float, s
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def save_strip(crops: np.ndarray, path: Path, quality: int = 90) -> None:
-    """Store crops as one horizontal JPEG strip (compact and viewable)."""
-    from ..io import write_bytes
-
-    ok, encoded = cv2.imencode(".jpg", np.concatenate(list(crops), axis=1), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise VideoError(f"{path}: JPEG encoding failed")
-    write_bytes(path, encoded.tobytes())
-
-
-def load_strip(path: Path, n_frames: int) -> np.ndarray:
-    """Inverse of save_strip: (n, size, size, 3) uint8 BGR."""
-    strip = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if strip is None:
-        raise VideoError(f"{path}: unreadable face strip")
-    return np.stack(np.split(strip, n_frames, axis=1))
+def crop_face(frame: np.ndarray, box: Box | None, landmarks, cfg: dict) -> np.ndarray:
+    """The crop of params.yaml `faces` (margin, crop_px, align) around `box` (centre crop when None)."""
+    if cfg.get("align", False):
+        return aligned_crop(frame, box, landmarks, cfg["margin"], cfg["crop_px"])
+    return square_crop(frame, box, cfg["margin"], cfg["crop_px"])

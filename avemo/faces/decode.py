@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ..parallel import thread_budget
+from .sampling import sample_indices
 
 
 def upright(frame) -> np.ndarray:
@@ -29,13 +30,6 @@ def upright(frame) -> np.ndarray:
     image = frame.to_ndarray(format="bgr24")
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
-
-
-def sample_indices(n_total: int, n: int) -> list[int]:
-    """`n` frame indices spread at equal intervals over `n_total` frames (centres of n equal segments)."""
-    if n_total <= 0:
-        return []
-    return [min(n_total - 1, int((i + 0.5) * n_total / n)) for i in range(n)]
 
 
 @dataclass

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
-from ..encoders.weights import hub_file
+from ..weights import hub_file
 
 URL = "https://github.com/timesler/facenet-pytorch/raw/master/data/{}.pt"
 SHA256 = {"pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
           "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
           "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"}
-OFFLINE_HINT = "offline: scripts/offline-weights.sh ../shared/tools puts it there (from the facenet-pytorch==2.6.0 wheel)"
+OFFLINE_HINT = "offline: scripts/offline-weights.sh TOOLS_DIR puts it there (from the facenet-pytorch==2.6.0 wheel)"
 THRESHOLDS = (0.6, 0.7, 0.7)  # P-Net, R-Net, O-Net face probability (facenet-pytorch's defaults)
 FACTOR = 0.709  # pyramid step (each level 0.709 x the previous: half the area)
 LAYOUT = torch.channels_last  # 3x faster than NCHW on CPU here (max pooling with ceil_mode above all)

@@ -134,7 +134,7 @@ class SnippetCrossAttention(CrossModalFusionMixin, Classifier):
                  dropout: float = 0.3, reduction: int = 16, triplet_margin: float = 0.5, triplet_weight: float = 0.5,
                  checkpoint: bool = False, chunk: int = 32):
         super().__init__()
-        from ..encoders.imagenet import load_backbone
+        from ..backbones import load_backbone
         from .video import snippet_indices, video_resnet
 
         audio = {"backbone": "resnet18", "weights": None, **(audio or {})}
@@ -189,7 +189,7 @@ def frame_slice_weights(n_frames: int, steps: int, clip_s: float, offset_s: floa
     """(n_frames, steps) 0/1 matrix: which log-mel columns each face frame hears.
 
     The faces stage samples frame i at the centre of the i-th of n equal segments of the clip
-    (avemo.video.sample_indices): time t_i = (i + 0.5) * clip_s / n. Log-mel column j is centred at
+    (avemo.faces.sampling.sample_indices): time t_i = (i + 0.5) * clip_s / n. Log-mel column j is centred at
     offset_s + j * duration_s / (steps - 1) (the features stage's window; centred STFT). Frame i hears
     the columns inside its own segment [t_i - clip_s / 2n, t_i + clip_s / 2n); segments outside the
     window hear nothing (an all-zero row)."""

@@ -8,10 +8,10 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ..aggregate import AGGREGATIONS
-from ..encoders.imagenet import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+from ..backbones import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 from ..errors import ParamError, StageError
 from ..io import choice
-from ..video import sample_indices
+from ..faces.sampling import sample_indices
 from .blocks import N_CLASSES, Classifier, chunked, classifier, joined, joined_shape
 from .registry import register
 
@@ -110,7 +110,7 @@ class FrameCNNSequence(Classifier):
     resnet50, mobilenet_v2...) embeds every frame, an LSTM or bidirectional LSTM runs over the frame
     vectors, mean over time, classifier. The designs: ResNet-18 + LSTM, ResNet-50 + BiLSTM. `weights`
     is a torchvision weights name (downloaded through torchvision; where that is impossible the error
-    names the file to put in the torch cache, see avemo.encoders.imagenet.load_backbone) or null for random init.
+    names the file to put in the torch cache, see avemo.backbones.load_backbone) or null for random init.
     `freeze_backbone` trains the temporal model and head only (the backbone stays in evaluation mode)."""
 
     def __init__(self, shapes: dict, backbone: str = "resnet18", weights: str | None = None, temporal: str = "lstm",
@@ -220,7 +220,7 @@ def video_feature_map(model: VideoResNet, clip: torch.Tensor, checkpoint: bool =
 def snippet_indices(n_frames: int, snippets: int, snippet_frames: int) -> torch.Tensor:
     """(snippets, snippet_frames) frame indices that cover a clip of `n_frames` frames evenly: S
     consecutive snippets of L frames, position k of the S*L at the centre of the k-th of S*L equal
-    segments of the clip (avemo.video.sample_indices, as the faces stage samples the video). With fewer
+    segments of the clip (avemo.faces.sampling.sample_indices, as the faces stage samples the video). With fewer
     frames than S*L (16 face crops for 6 x 16) every frame repeats S*L/n times (+-1), in order; with
     more (faces.n_frames: 96 for 6 x 16 distinct frames) the frames are subsampled."""
     if n_frames < 1 or snippets < 1 or snippet_frames < 1:

@@ -1,7 +1,7 @@
 """Predict emotions in any video, audio file, camera or stream with a checkpoint from models/:
 `avemo predict INPUT ...` or `python -m avemo.predict INPUT ...` (docs/predict.md).
 
-Preprocessing is the stages' own code: avemo.video.crop_faces, then avemo.preprocess (the faces stage's
+Preprocessing is the stages' own code: avemo.faces.clip.crop_faces, then avemo.preprocess (the faces stage's
 JPEG strip read back, the audio window, every encoder, float16 storage), with the settings the checkpoint
 records (its inputs' info.json). One clip is standardised with the training actors' statistics
 (single_clip); --enroll CLIPS gives the person's own (speaker_adapted). One job per module, none

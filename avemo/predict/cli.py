@@ -236,7 +236,7 @@ def run_many(args: argparse.Namespace, files: list[Path]) -> int:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from ..stage import run_stage
+    from ..entry import run_stage
 
     def body():
         one = len(args.inputs) == 1 and is_live_source(args.inputs[0])

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StageError
-from ..video import FaceTrack
+from ..faces.clip import FaceTrack
 from .inputs import (AudioTrack, check_input, clip_audio, padding_note, read_audio, read_faces,
                      truncation_note)
 from .output import probability_dict
-from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
+from .predictor import Predictor, needs_modality
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ClipResult:
     inputs: dict = field(default_factory=dict, repr=False)  # the model's unbatched input arrays
     seconds: float = 0.0
     preprocessing_from: str = ""
-    protocol: str = "single_clip"  # speaker_adapted with --enroll
+    protocol: str = SINGLE_CLIP  # speaker_adapted with --enroll
     branch: str = ""  # audio+video | video | audio: which inputs answered
     model_info: dict = field(default_factory=dict)  # loading.model_info of the model that answered
 
@@ -105,11 +106,11 @@ def branch_inputs(path: Path, predictor: Predictor):
         notes.append(f"{why}; answered by the {branch} branch of '{predictor.name}'")
     needs = set(predictor.branches[branch])
     inputs = {}
-    if needs & set(AUDIO_INPUTS):
+    if needs_modality(needs, "audio"):
         window, audio.placement = clip_audio(audio.samples, predictor.prep["audio"])
         notes += [n for n in [padding_note(path, audio, audio.placement, predictor.prep["audio"])] if n]
         inputs.update(predictor.audio_inputs(window))
-    if needs & set(VIDEO_INPUTS):
+    if needs_modality(needs, "video"):
         inputs.update(predictor.video_inputs(track.crops))
     notes += [n for n in [truncation_note(path, track, audio)] if n]
     return inputs, branch, track, audio, notes
@@ -170,5 +171,5 @@ def predict_clip(path: str | Path, predictor: Predictor, fallback: Predictor | N
                         used.classes, face_summary(track) if track is not None else None,
                         audio.summary() if audio else None, notes, detections, inputs,
                         time.perf_counter() - start, used.prep_source, branch=branch, model_info=used.info_for(branch))
-    result.protocol = "speaker_adapted" if stats else "single_clip"
+    result.protocol = SPEAKER_ADAPTED if stats else SINGLE_CLIP
     return result

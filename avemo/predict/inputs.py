@@ -12,7 +12,7 @@ import numpy as np
 from ..audio import extract_audio, load_wav
 from ..errors import StageError, VideoError
 from ..preprocess import audio_window
-from ..video import FaceTrack, crop_faces
+from ..faces.clip import FaceTrack, crop_faces
 
 TRUNCATION_TOLERANCE_S = 0.25  # decoded this much shorter than declared: a cut file (RAVDESS clips: < 0.001 s)
 

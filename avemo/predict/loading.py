@@ -12,6 +12,7 @@ import torch
 from ..errors import StageError
 from ..modelfile import BUNDLE_JSON, is_bundle, load_checkpoint_file
 from ..models import model_inputs
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 from ..training import as_tensors, predict_proba
 from ..training.checkpoint import model_from_checkpoint
 from .predictor import Predictor
@@ -105,8 +106,19 @@ def preprocessing_of(checkpoint: dict, path: Path) -> dict:
         raise StageError(f"{path}: {OLDER_FORMAT}")
     faces = next((i["faces"] for i in info.values() if i.get("faces")), None)
     audio = next((i["window"] for i in info.values() if i.get("window")), None)
-    encoders = {name: i["config"] for name, i in info.items() if name != "frames"}
-    return {"faces": faces, "audio": audio, "encoders": encoders}
+    encoders = {name: renamed(i["config"], name) for name, i in info.items() if name != "frames"}
+    return {"faces": faces and renamed(faces, "faces"), "audio": audio, "encoders": encoders}
+
+
+# params.yaml keys once named `size` (DVC's run cache ignores keys of that name): checkpoints written before
+# the rename still load.
+RENAMED_KEYS = {"faces": {"size": "crop_px"}, "whisper": {"size": "model"}}
+
+
+def renamed(cfg: dict, section: str) -> dict:
+    """A recorded configuration with its keys under their current names."""
+    names = RENAMED_KEYS.get(section, {})
+    return {names.get(key, key): value for key, value in cfg.items()}
 
 
 def check_shapes(path: Path, shapes: dict, info: dict) -> None:
@@ -172,7 +184,7 @@ def model_info(name: str, source: str, training: dict, accuracy: dict | None = N
     data = training.get("data") or ", ".join(p for p in (f"{actors} actors" if actors else "",
                                                           f"{clips} clips" if clips else "") if p) or "not recorded"
     return {"name": name, "source": source, "data": data,
-            "accuracy": accuracy or {"single_clip": None, "speaker_adapted": None, "folds": None},
+            "accuracy": accuracy or {SINGLE_CLIP: None, SPEAKER_ADAPTED: None, "folds": None},
             "warning": small_data_warning(actors, clips)}
 
 

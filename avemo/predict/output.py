@@ -11,6 +11,7 @@ import numpy as np
 from ..aggregate import aggregate as clip_scores
 from ..errors import StageError
 from ..io import atomic_path, write_error, write_json
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 def probability_dict(probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -55,9 +56,9 @@ def model_lines(result: dict) -> list[str]:
     if not info:
         return []
     acc = info.get("accuracy") or {}
-    cv = (f"; {acc['folds']}-fold cross-validation by actor: {acc['single_clip']:.3f} single clip"
-          + (f", {acc['speaker_adapted']:.3f} speaker adapted" if acc.get("speaker_adapted") is not None else "")
-          if acc.get("single_clip") is not None else "; no cross-validated accuracy recorded")
+    cv = (f"; {acc['folds']}-fold cross-validation by actor: {acc[SINGLE_CLIP]:.3f} single clip"
+          + (f", {acc[SPEAKER_ADAPTED]:.3f} speaker adapted" if acc.get(SPEAKER_ADAPTED) is not None else "")
+          if acc.get(SINGLE_CLIP) is not None else "; no cross-validated accuracy recorded")
     lines = [f"model file: {info['source']}; trained on {info['data']}{cv}"]
     if result.get("branch"):
         lines.append(f"branch: {result['branch']}")

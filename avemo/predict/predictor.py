@@ -11,15 +11,23 @@ import numpy as np
 
 from ..encoders.registry import Encoder, load_encoder, modality_of
 from ..ids import EMOTIONS
-from ..modality import AUDIO_SOURCES, VIDEO_SOURCES
+from ..modality import FRAMES, joined
 from ..normalize import ProtocolNormalizer
 from ..preprocess import audio_inputs, face_inputs, strip_round_trip
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 # The faces stage's defaults (params.yaml faces), for models that read no face: 16 frames a window, MTCNN.
-DEFAULT_FACES = {"n_frames": 16, "size": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
+DEFAULT_FACES = {"n_frames": 16, "crop_px": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
                  "min_face": 0.15, "track_step": 4, "track_iou": 0.7, "align": False}
-VIDEO_INPUTS = VIDEO_SOURCES  # per-frame face encoders and the face crops themselves ('frames')
-AUDIO_INPUTS = AUDIO_SOURCES  # encoders of the audio window
+
+
+def input_modality(name: str) -> str:
+    """video for the face crops ('frames') and the face encoders, audio for the window's encoders."""
+    return "video" if name == FRAMES else modality_of(name)
+
+
+def needs_modality(needs, modality: str) -> bool:
+    return any(input_modality(n) == modality for n in needs)
 
 
 @dataclass
@@ -62,16 +70,15 @@ class Predictor:
 
     @property
     def uses_video(self) -> bool:
-        return any(n in self.needs for n in VIDEO_INPUTS)
+        return needs_modality(self.needs, "video")
 
     @property
     def uses_audio(self) -> bool:
-        return any(n in self.needs for n in AUDIO_INPUTS)
+        return needs_modality(self.needs, "audio")
 
     @property
     def kind(self) -> str:
-        return {(True, True): "audio+video", (True, False): "video", (False, True): "audio"}[
-            (self.uses_video, self.uses_audio)]
+        return joined(map(input_modality, self.needs))
 
     @property
     def described(self) -> str:
@@ -99,7 +106,7 @@ class Predictor:
 
     def encoders(self, modality: str) -> dict[str, Encoder]:
         """The model's encoders of one modality, loaded once, with the settings it was trained with."""
-        wanted = [n for n in self.needs if n != "frames" and modality_of(n) == modality]
+        wanted = [n for n in self.needs if n != FRAMES and modality_of(n) == modality]
         for name in wanted:
             if name not in self._encoders:
                 cfg = dict(self.prep["encoders"][name])
@@ -109,7 +116,7 @@ class Predictor:
     def video_inputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """(n, size, size, 3) BGR face crops -> the per-frame inputs this model needs, exactly as the stages
         store them: the crops read back from the faces stage's JPEG strip, each video encoder's output."""
-        return face_inputs(strip_round_trip(crops), self.encoders("video"), with_frames="frames" in self.needs)
+        return face_inputs(strip_round_trip(crops), self.encoders("video"), with_frames=FRAMES in self.needs)
 
     def audio_inputs(self, window: np.ndarray) -> dict[str, np.ndarray]:
         """The fixed-length audio window -> every audio encoder's output this model needs."""
@@ -128,4 +135,4 @@ class Predictor:
             normalized = self.norm.with_enrolment(batch, self.pool({k: np.asarray(enrolment[k]) for k in needs}))
         else:
             normalized = self.norm.single_clip(batch)
-        return self.classify(normalized, "speaker_adapted" if enrolment else "single_clip", branch)[0]
+        return self.classify(normalized, SPEAKER_ADAPTED if enrolment else SINGLE_CLIP, branch)[0]

@@ -1,6 +1,7 @@
-"""The sliding windows: one frame grid shared by all windows (each sampled frame is detected and embedded
-once whatever the overlap), the windows' results, and the state that predicts each window as soon as its
-frames and audio are in."""
+"""The sliding windows: one frame grid shared by all windows, the windows' results, and the state that
+predicts each window as soon as its frames and audio are in. A window's sampled frames are cropped by the
+faces stage's own path (avemo.faces.clip.crop_frames: detector, tracking, align), as a clip of those frames
+would be; a frame's full detection and a crop's embedding are computed once whatever the overlap."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ import numpy as np
 
 from ..audio import fix_length
 from ..errors import StageError
-from ..video import detect_face, square_crop
+from ..faces.clip import crop_frames
+from ..faces.detect import detect_faces, detect_near
 from .output import probability_dict
-from .predictor import AUDIO_INPUTS, VIDEO_INPUTS, Predictor
+from .predictor import Predictor, needs_modality
 
 if TYPE_CHECKING:
     from .sources import AudioFeed
@@ -105,9 +107,35 @@ class Window:
 
 @dataclass
 class Point:
-    crop: np.ndarray | None
-    detected: bool
-    inputs: dict | None = None  # the model's per-frame inputs (embedding, crop read back), made once
+    index: int  # the video frame it samples
+    frame: np.ndarray | None  # None without detection (audio model, no --annotate)
+    embedded: dict = None  # crop bytes -> the model's per-frame inputs (embedding, crop read back), made once
+
+
+class RememberedDetector:
+    """The configured detector's answers per sampled frame: overlapping windows detect a frame in full once."""
+
+    def __init__(self, cfg: dict):
+        self.cfg, self.full, self.near = cfg, {}, {}
+
+    def detect(self, frames: list[np.ndarray]) -> list:
+        todo = [f for f in frames if id(f) not in self.full]
+        for frame, face in zip(todo, detect_faces(todo, self.cfg) if todo else []):
+            self.full[id(frame)] = face
+        return [self.full[id(f)] for f in frames]
+
+    def detect_near(self, frames: list[np.ndarray], boxes: list) -> list:
+        keys = [(id(f), tuple(b)) for f, b in zip(frames, boxes)]
+        todo = [(f, b, k) for f, b, k in zip(frames, boxes, keys) if k not in self.near]
+        if todo:
+            found = detect_near([f for f, _, _ in todo], [b for _, b, _ in todo], self.cfg)
+            self.near.update({k: face for (_, _, k), face in zip(todo, found)})
+        return [self.near[k] for k in keys]
+
+    def forget(self, frame: np.ndarray) -> None:
+        self.full.pop(id(frame), None)
+        for key in [k for k in self.near if k[0] == id(frame)]:
+            del self.near[key]
 
 
 class WindowPredictor:
@@ -120,29 +148,34 @@ class WindowPredictor:
         # speaker statistics: fixed enrolment clips (--enroll) and/or the windows already seen (--adapt)
         self.enrolment, self.adapt, self.history = enrolment, adapt, []
         self.faces = predictor.faces
+        self.detector = RememberedDetector(self.faces)  # the faces stage's (faces.detector of the checkpoint)
         self.points: dict[int, Point] = {}
-        self.detections: dict[int, tuple | None] = {}
+        self.detections: dict[int, tuple | None] = {}  # frame index -> the face found there (None: none)
         self.next_j = 0  # grid points filled so far
         self.next_k = 0  # next window to predict
-        self.last_box = None
 
     def add_frame(self, index: int, frame: np.ndarray) -> None:
-        """Detect the face on one sampled frame, crop it with the last box found, fill the grid points due."""
-        cfg = self.faces
-        box, _ = detect_face(frame, cfg)  # the faces stage's detector (faces.detector of the checkpoint)
-        if box is not None:
-            self.last_box = box
-        self.detections[index] = box
-        crop = square_crop(frame, self.last_box, cfg["margin"], cfg["size"]) if self.predictor.uses_video else None
+        """One sampled frame: fill the grid points due (its face is found with the window's other frames)."""
         while self.grid.frame(self.next_j) <= index:
-            self.points[self.next_j] = Point(crop, box is not None)
+            self.points[self.next_j] = Point(index, frame, {})
             self.next_j += 1
 
     def skip_frames(self, frames_seen: int) -> None:
         """Without detection (audio model, no --annotate) grid points just follow the decoded frames."""
         while self.grid.frame(self.next_j) < frames_seen:
-            self.points[self.next_j] = Point(None, False)
+            self.points[self.next_j] = Point(self.grid.frame(self.next_j), None, {})
             self.next_j += 1
+
+    def window_faces(self, js: list[int]):
+        """The face track of a window's points: crops and detection flags, as the faces stage's on a clip of
+        those frames (None without detection)."""
+        if not js or self.points[js[0]].frame is None:
+            return None
+        track = crop_frames([self.points[j].frame for j in js], self.faces, self.detector.detect,
+                            self.detector.detect_near)
+        for j, box, found in zip(js, track.boxes, track.detected):
+            self.detections[self.points[j].index] = box if found else None
+        return track
 
     def _audio_span(self, k: int) -> tuple[int, int]:
         a = (self.fallback if not self.predictor.uses_audio else self.predictor).prep["audio"]
@@ -167,19 +200,23 @@ class WindowPredictor:
             out.append(self.predict_window(0))
             self.next_k = 1
         for j in [j for j in self.points if j < self.next_k * self.grid.step]:
+            if self.points[j].frame is not None:
+                self.detector.forget(self.points[j].frame)
             del self.points[j]  # no later window uses them
         if self.audio is not None and self.audio.status == "ok" and (self.predictor.uses_audio or self.fallback):
             self.audio.discard_before(self._audio_span(self.next_k)[0])  # nor these samples
         return out
 
-    def _video_inputs(self, model: Predictor, js: list[int]) -> dict[str, np.ndarray]:
-        todo = [j for j in js if self.points[j].inputs is None]
-        if todo:  # the new points of this window in one batch
-            batch = model.video_inputs(np.stack([self.points[j].crop for j in todo]))
-            for i, j in enumerate(todo):
-                self.points[j].inputs = {k: v[i] for k, v in batch.items()}
-        js = js + [js[-1]] * (self.grid.n - len(js))  # a short last window repeats its last frame
-        return {k: np.stack([self.points[j].inputs[k] for j in js]) for k in self.points[js[0]].inputs}
+    def _video_inputs(self, model: Predictor, js: list[int], crops: np.ndarray) -> dict[str, np.ndarray]:
+        keys = [crop.tobytes() for crop in crops]
+        todo = [i for i, (j, key) in enumerate(zip(js, keys)) if key not in self.points[j].embedded]
+        if todo:  # the crops of this window not embedded before, in one batch
+            batch = model.video_inputs(crops[todo])
+            for n, i in enumerate(todo):
+                self.points[js[i]].embedded[keys[i]] = {k: v[n] for k, v in batch.items()}
+        rows = [self.points[j].embedded[key] for j, key in zip(js, keys)]
+        rows += [rows[-1]] * (self.grid.n - len(rows))  # a short last window repeats its last frame
+        return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
 
     def _audio_input(self, model: Predictor, k: int) -> dict | None:
         if self.audio is None or self.audio.status != "ok":
@@ -193,7 +230,8 @@ class WindowPredictor:
         grid = self.grid
         js = [j for j in grid.points(k) if j in self.points]
         start, end = grid.start_s(k), (grid.start_frame(k) + grid.window_frames) / grid.fps
-        detected = [self.points[j].detected for j in js]
+        track = self.window_faces(js) if self.detect else None
+        detected = track.detected if track is not None else [False] * len(js)
         face_rate = float(np.mean(detected)) if self.detect and detected else None
         model, status = self.predictor, "ok"
         classes = model.classes
@@ -209,13 +247,13 @@ class WindowPredictor:
             model, status, branch = self.fallback, "fallback", self.fallback.kind
         needs = set(model.branches[branch])
         inputs = {}
-        if needs & set(AUDIO_INPUTS):
+        if needs_modality(needs, "audio"):
             audio = self._audio_input(model, k)
             if audio is None:
                 return Window(k, start, end, "no_audio", None, None, face_rate, classes)
             inputs.update(audio)
-        if needs & set(VIDEO_INPUTS):
-            inputs.update(self._video_inputs(model, js))
+        if needs_modality(needs, "video"):
+            inputs.update(self._video_inputs(model, js, track.crops))
         stats = self.speaker_statistics() if model is self.predictor else None
         if stats is not None and not all(n in stats for n in needs):
             stats = None

@@ -42,7 +42,7 @@ def is_loopback(host: str) -> bool:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from ..stage import run_stage
+    from ..entry import run_stage
 
     run_stage(lambda: serve(args))
 

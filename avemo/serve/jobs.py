@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import KNOWN_FAILURES
-from ..stage import os_error_message
+from ..entry import os_error_message
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 KEEP_JOBS = 32  # finished jobs kept for their downloads; older ones' folders are removed

@@ -3,12 +3,14 @@ answered, notes, the model card's accuracy, and a long file's timeline as series
 and `model_info` are read with .get: older models' answers have neither."""
 from __future__ import annotations
 
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
+
 
 def accuracy_text(info: dict | None) -> str:
     """'single clip 82.9 %, speaker adapted 88.1 % (5-fold cross-validation)' from a model card, or ''."""
     accuracy = (info or {}).get("accuracy") or {}
-    parts = [f"{label} {value * 100:.1f} %" for key, label in (("single_clip", "single clip"),
-                                                                  ("speaker_adapted", "speaker adapted"))
+    parts = [f"{label} {value * 100:.1f} %" for key, label in ((SINGLE_CLIP, "single clip"),
+                                                                  (SPEAKER_ADAPTED, "speaker adapted"))
              if isinstance(value := accuracy.get(key), (int, float))]
     folds = accuracy.get("folds")
     return ", ".join(parts) + (f" ({folds}-fold cross-validation)" if parts and folds else "")
@@ -35,7 +37,7 @@ def timeline_view(answer: dict) -> dict | None:
 def answer_view(answer: dict) -> dict:
     return {"label": answer["label"], "confidence": answer["confidence"],
             "probabilities": answer["probabilities"], "branch": answer.get("branch") or answer.get("inputs"),
-            "protocol": answer.get("protocol") or ("speaker_adapted" if answer.get("enrolment") else "single_clip"),
+            "protocol": answer.get("protocol") or (SPEAKER_ADAPTED if answer.get("enrolment") else SINGLE_CLIP),
             "mode": answer.get("mode"), "notes": list(answer.get("notes") or []), "model": model_view(answer),
             "seconds": answer.get("seconds"), "enrolment": answer.get("enrolment"),
             "timeline": timeline_view(answer)}

@@ -17,6 +17,7 @@ from ..predict.output import write_rows
 from ..predict.predictor import Predictor
 from ..predict.sources import file_seconds
 from ..predict.timeline import frame_annotations, frame_rows, summary
+from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 
 @dataclass
@@ -59,10 +60,10 @@ def analyse(path: Path, predictor: Predictor, models_dir, enrol: list[Path], on_
     """The answer for `path` and, when `enrol` names other clips of the person, the adapted one."""
     start = time.perf_counter()
     single = predict_file(path, predictor, models_dir, on_window=on_window)
-    answers = {"single_clip": single.answer}
+    answers = {SINGLE_CLIP: single.answer}
     if enrol:
         enrolment = build_enrolment(enrol, predictor, path)
-        answers["speaker_adapted"] = predict_file(path, predictor, models_dir, enrolment).answer
+        answers[SPEAKER_ADAPTED] = predict_file(path, predictor, models_dir, enrolment).answer
     return Outcome(answers, time.perf_counter() - start, single)
 
 
@@ -70,7 +71,7 @@ def write_results(folder: Path, answers: dict, shown: Callable) -> None:
     """result.json: what `avemo predict --json` prints; result.csv: the rows the command line writes, a long
     file's window timeline (--timeline) or a clip's row (--output rows.csv); adapted.* with enrolment.
     `shown` replaces this machine's paths by the client's file names."""
-    for key, stem in (("single_clip", "result"), ("speaker_adapted", "adapted")):
+    for key, stem in ((SINGLE_CLIP, "result"), (SPEAKER_ADAPTED, "adapted")):
         if key not in answers:
             continue
         answer = answers[key]

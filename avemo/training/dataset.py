@@ -8,7 +8,8 @@ import numpy as np
 from ..data import FeatureSet, input_paths, load_feature_set, select_gender, split_feature_set
 from ..io import choice
 from ..models import model_inputs
-from ..normalize import PROTOCOLS, ProtocolNormalizer
+from ..normalize import ProtocolNormalizer
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 
 def prepare(cfg: dict) -> tuple[FeatureSet, dict[str, FeatureSet]]:
@@ -24,6 +25,6 @@ def protocol_inputs(norm: ProtocolNormalizer, part: FeatureSet, protocol: str, k
     """`part`'s inputs as a model sees them under `protocol`: single_clip (training statistics only) or
     speaker_adapted (statistics of k other clips of the same person, all of them when k is None)."""
     choice(protocol, PROTOCOLS, "protocol")
-    if protocol == "single_clip":
+    if protocol == SINGLE_CLIP:
         return norm.single_clip(part.inputs)
     return norm.speaker_adapted(part.inputs, part.actors, k, seed)

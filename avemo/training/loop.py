@@ -14,7 +14,7 @@ from ..errors import ParamError
 from ..io import choice
 from ..modelfile import load_checkpoint_file
 from ..models import build_model, model_inputs
-from ..normalize import MODES, PROTOCOLS, ProtocolNormalizer
+from ..normalize import MODES, ProtocolNormalizer
 from ..triplets import TripletSampler
 from .augment import augment
 from .checkpoint import checkpoint_dict, save
@@ -23,6 +23,7 @@ from .distributed import Distributed
 from .inference import as_tensors, predict_proba, to_device
 from .objective import Objective
 from .optim import make_optimizer, make_scheduler, parameter_digest, seed_everything
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 
 class Trainer:
@@ -41,7 +42,7 @@ class Trainer:
         self.cfg, self.tcfg, self.live = cfg, cfg["train"], live
         self.runtime = cfg.get("runtime", {})
         self.mode = choice(self.tcfg.get("normalization", "enrolment"), MODES, "train.normalization")
-        self.protocol = choice(self.tcfg.get("select_on", "single_clip"), PROTOCOLS, "train.select_on")
+        self.protocol = choice(self.tcfg.get("select_on", SINGLE_CLIP), PROTOCOLS, "train.select_on")
         self.dist = Distributed()
         seed_everything(self.tcfg["seed"])
         self.device = self.dist.device(self.runtime.get("device", "auto"))

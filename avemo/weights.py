@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import StageError
+from .errors import StageError
 
 
 def checkpoints_dir() -> Path:

@@ -22,15 +22,31 @@ from ..errors import ParamError, StageError
 from ..metrics import protocol_probabilities, protocol_report
 from ..io import write_json
 from ..modality import modality
-from ..normalize import PROTOCOLS, ProtocolNormalizer
+from ..normalize import ProtocolNormalizer
 from .bundle import fuse_any, save_baseline
 from .calibration import fit_calibrated
-from .features import load_pooled_set, matrix
+from .features import load_pooled_set, matrix, parse_feature_set
 from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
+from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 ENROLMENT_DRAWS = 3
 FUSION_STEPS = 5  # late-fusion weights: whole numbers 0..5 per input, normalised
 FUSIONS = ("grid", "calibrated")
+
+
+def baseline_parts(spec: str) -> tuple[str, str]:
+    """'whisper_fer-late_logreg' -> ('whisper_fer', 'late_logreg')."""
+    feature_set, _, classifier = spec.partition("-")
+    parse_feature_set(feature_set)
+    if classifier not in CLASSIFIERS:
+        raise ParamError(f"profile baseline '{spec}': give FEATURES-CLASSIFIER, classifier one of {', '.join(CLASSIFIERS)}")
+    return feature_set, classifier
+
+
+def baseline_name(spec: str) -> str:
+    """The name of a baseline's metrics and predictions files: baseline_<features>_<classifier>."""
+    feature_set, classifier = baseline_parts(spec)
+    return f"baseline_{feature_set}_{classifier}"
 
 
 def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names) -> tuple[np.ndarray, ...]:
@@ -132,7 +148,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     fusion, method = {}, cfg.get("fusion", "grid")
     if classifier == "late_logreg":
         for protocol in PROTOCOLS:
-            view = norm.single_clip(val.inputs) if protocol == "single_clip" else norm.speaker_adapted(val.inputs, val.actors)
+            view = norm.single_clip(val.inputs) if protocol == SINGLE_CLIP else norm.speaker_adapted(val.inputs, val.actors)
             fusion[protocol] = fit_fusion(method, branch_probs(view), val.labels)
 
     def predict(inputs, protocol):
@@ -149,7 +165,7 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
                                         for split, part, p in (("val", val, val_probs), ("test", test, test_probs))
                                         for protocol in PROTOCOLS})
     result = {**protocol_report(name, test.clips, test.labels, test_probs, Path(metadata)),
-              "modality": modality(data.inputs), "inputs": list(data.inputs),
+              "modality": modality({name: infos[name] for name in data.inputs}), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
               "best_params": {"+".join(names): readable_params(search.best_params_, layer_sets(cfg, names, infos))

@@ -15,7 +15,7 @@ from .errors import ParamError, StageError
 from .io import as_final, atomic_path, remove_stale_temporaries, write_error
 from .metadata import read_metadata
 from .parallel import map_clips, resolve_workers
-from .stage import write_final_json
+from .entry import write_final_json
 
 HERE = Path(__file__).resolve().parent
 CODE = [HERE / "audio.py", Path(__file__).resolve()]  # their change invalidates cached results

@@ -19,12 +19,13 @@ from ..errors import ParamError, StageError, VideoError
 from ..io import as_final, atomic_path, remove_stale_temporaries
 from ..metadata import read_metadata
 from ..parallel import map_clips, resolve_workers
-from ..stage import write_final_json
-from ..video import crop_faces, save_strip
+from ..entry import write_final_json
+from .clip import crop_faces
 from .detect import detector_name, prepare
+from .strip import save_strip
 
 HERE = Path(__file__).resolve().parent
-CODE = sorted(HERE.glob("*.py")) + [HERE.parent / "video.py"]  # their change invalidates cached results
+CODE = sorted(HERE.glob("*.py"))  # their change invalidates cached results
 NOT_OUTPUT_PARAMS = ("workers",)  # every other key of `faces` changes the crops
 CACHED = ("ok", "no_face")  # properties of the file's bytes; a failure may be transient: recomputed
 
@@ -41,7 +42,7 @@ def _number(cfg: dict, key: str, ok, rule: str, whole: bool = False):
 def check_config(cfg: dict) -> dict:
     """Validate params.yaml `faces` up front: a wrong value names its key instead of failing per clip."""
     _number(cfg, "n_frames", lambda v: v >= 1, "a whole number of frames >= 1", whole=True)
-    _number(cfg, "size", lambda v: 8 <= v <= 1024, "a crop side in pixels between 8 and 1024", whole=True)
+    _number(cfg, "crop_px", lambda v: 8 <= v <= 1024, "a crop side in pixels between 8 and 1024", whole=True)
     _number(cfg, "margin", lambda v: 0 <= v <= 2, "a fraction of the box side between 0 and 2")
     _number(cfg, "min_face", lambda v: 0 < v <= 1, "a fraction of the frame's shorter side in (0, 1]")
     haar = detector_name(cfg) == "haar"  # ParamError naming the valid detectors when unknown

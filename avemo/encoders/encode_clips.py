@@ -17,8 +17,8 @@ from ..errors import StageError, VideoError
 from ..io import as_final, atomic_path, read_json, remove_stale_temporaries, write_error
 from ..parallel import map_clips, resolve_workers
 from ..preprocess import audio_inputs, audio_window, face_inputs
-from ..stage import write_final_json
-from ..video import load_strip
+from ..entry import write_final_json
+from ..faces.strip import load_strip
 from .registry import code_files, load_encoder, modality_of
 
 
