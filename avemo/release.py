@@ -291,7 +291,7 @@ def card_markdown(card: dict) -> str:
 def release_data(cfg: dict, metadata: Path, features: Path):
     """The clips with every input of `release.baseline` (a late_logreg feature set), and the inputs' info."""
     from .baselines.features import load_pooled_set
-    from .pipeline import baseline_parts
+    from .baselines.fit_and_score import baseline_parts
 
     feature_set, classifier = baseline_parts(cfg["baseline"])
     if classifier != "late_logreg":
