@@ -188,34 +188,59 @@ class UnpackResult:
     clips: list[str] = field(default_factory=list)
     video_only_copies: int = 0
     skipped: list[dict] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)  # clip id -> 'archive:member' it was unpacked from
 
 
 def unpack_speech_clips(archive: Path, clips_dir: Path, result: UnpackResult) -> None:
-    """Extract the audio+video speech clips (`01-01-*.mp4`) of one archive into `clips_dir`."""
+    """Extract the audio+video speech clips (`01-01-*.mp4`) of one archive into `clips_dir`. Two members with
+    one clip id (in this archive, or one already unpacked from another) stop it before anything is written."""
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.infolist():
-                if member.is_dir():
-                    continue
-                _unpack_member(zipped, member, archive, clips_dir, result)
+            clips = _speech_members(zipped, archive, result)
+            for stem, member in clips.items():
+                _extract(zipped, member, archive, clips_dir / f"{stem}.mp4")
+                result.clips.append(stem)
+                result.origin[stem] = f"{archive.name}:{member.filename}"
     except zipfile.BadZipFile as err:
         raise DownloadError(f"{archive}: not a readable zip archive ({err})") from None
 
 
-def _unpack_member(zipped, member, archive: Path, clips_dir: Path, result: UnpackResult) -> None:
+def _speech_members(zipped, archive: Path, result: UnpackResult) -> dict:
+    """clip id -> member of the archive's audio+video speech clips; the others counted or listed as skipped."""
+    clips = {}
+    for member in zipped.infolist():
+        if member.is_dir():
+            continue
+        stem = _speech_clip(member, archive, result)
+        if stem is None:
+            continue
+        other = f"{archive.name}:{clips[stem].filename}" if stem in clips else result.origin.get(stem)
+        if other:
+            raise DownloadError(f"{archive}: members '{other}' and '{archive.name}:{member.filename}' are both "
+                                f"clip {stem}; nothing unpacked from {archive.name} (remove the wrong one)")
+        clips[stem] = member
+    return clips
+
+
+def _speech_clip(member, archive: Path, result: UnpackResult) -> str | None:
+    """The clip id of an audio+video speech clip member, else None (video-only copies counted, others listed)."""
     where = f"{archive.name}:{member.filename}"
     try:
         clip = parse_clip_id(member.filename)
     except BadClipName as err:
         result.skipped.append({"file": where, "reason": str(err)})
-        return
+        return None
     if clip.modality == 2:
         result.video_only_copies += 1
-        return
+        return None
     if clip.modality != 1 or clip.vocal_channel != 1 or not member.filename.endswith(".mp4"):
         result.skipped.append({"file": where, "reason": "not an audio+video speech clip (01-01-*.mp4)"})
-        return
-    target = clips_dir / f"{clip.stem}.mp4"
+        return None
+    return clip.stem
+
+
+def _extract(zipped, member, archive: Path, target: Path) -> None:
+    where = f"{archive.name}:{member.filename}"
     with zipped.open(member) as source, atomic_path(target) as tmp, open(tmp, "wb") as out:
         while True:
             try:
@@ -228,4 +253,3 @@ def _unpack_member(zipped, member, archive: Path, clips_dir: Path, result: Unpac
                 out.write(block)
             except OSError as err:
                 raise write_error(target, err) from None
-    result.clips.append(clip.stem)

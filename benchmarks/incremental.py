@@ -90,7 +90,7 @@ def make_project(where: Path, actors: list[int], add: int, models: list[str] | N
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"].update(source="sample", actors=sorted(actors))
-    params["faces"].update(n_frames=4, size=48, workers=1)
+    params["faces"].update(n_frames=4, crop_px=48, workers=1)
     params["audio"]["workers"] = 1
     params["features"]["workers"] = 1
     test, val = sorted(actors)[-1], sorted(actors)[-2]

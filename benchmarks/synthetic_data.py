@@ -3,7 +3,7 @@ training where the real preprocessed data is not at hand (a freshly lent GPU mac
 depend on the values, so samples/s measured on these equals samples/s on real clips. Never use them for
 accuracy. Written under --out: faces/ (strips/CLIP.jpg, tracks.json, report.json), features/NAME/
 (features.npz with clips and float16 values, info.json) for every input encoder of avemo/encoders/registry.py
-(or --inputs), metadata.csv. Shapes follow params.yaml (faces.n_frames, faces.size, audio.*, each
+(or --inputs), metadata.csv. Shapes follow params.yaml (faces.n_frames, faces.crop_px, audio.*, each
 encoder's settings in features.video / features.audio) and each encoder's output size.
 
   python benchmarks/synthetic_data.py --out /tmp/synthetic --clips-per-actor 60
@@ -51,7 +51,7 @@ def input_shape(name: str, params: dict) -> tuple[int, ...]:
     if name == "spectrogram":
         return (EMBEDDING_SIZE[audio["spectrogram"]["backbone"]],)
     if name == "whisper":  # 100 mel frames a second, states 20 ms apart, averaged over `pool` steps
-        return samples // 160 // 2 // audio["whisper"]["pool"], WHISPER_SIZE[audio["whisper"]["size"]]
+        return samples // 160 // 2 // audio["whisper"]["pool"], WHISPER_SIZE[audio["whisper"]["model"]]
     if name in ("wav2vec2", "hubert", "wavlm"):  # 20 ms frames of the conv front end, averaged over `pool`
         return ((samples - 400) // 320 + 1) // audio[name]["pool"], SSL_SIZE
     if name == "egemaps":
@@ -78,7 +78,7 @@ def make(out: Path, params: dict, actors, per_actor: int, inputs=None, seed: int
     faces = {k: v for k, v in params["faces"].items() if k != "workers"}
     window = {k: params["audio"][k] for k in ("sample_rate", "offset_s", "duration_s")}
     clips = sorted(set(clip_ids(actors, per_actor)))
-    n, frames, size = len(clips), faces["n_frames"], faces["size"]
+    n, frames, size = len(clips), faces["n_frames"], faces["crop_px"]
     if "frames" in inputs:
         (out / "faces" / "strips").mkdir(parents=True, exist_ok=True)
         for clip in clips:

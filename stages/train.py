@@ -7,13 +7,12 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from dvclive import Live
-
-from avemo.config import model_config
-from avemo.io import load_params
+from avemo.config import model_config  # avemo first: it pins the CPU kernels before torch loads
+from avemo.io import atomic_path, load_params
 from avemo.entry import run_stage
 from avemo.training import train
 from avemo.training.distributed import Distributed
+from dvclive import Live
 
 
 def main() -> None:
@@ -34,9 +33,13 @@ def main() -> None:
         cfg = model_config(load_params(), args.model, inputs=[str(p) for p in args.inputs],
                            metadata=str(args.metadata), checkpoint=str(args.checkpoint))
         # Under torchrun only rank 0 logs: the other ranks' numbers are the same or not the ones to keep.
-        logger = Live(str(args.live), save_dvc_exp=False, dvcyaml=False) if dist.main else contextlib.nullcontext()
-        with logger as live:
-            metrics = train(cfg, live, rank_report=args.rank_report)
+        # dvclive empties its directory when it starts: it logs into a temporary one that replaces the
+        # git-tracked logs only once training succeeded (dvc.yaml keeps them with persist: true).
+        live_dir = atomic_path(args.live) if dist.main else contextlib.nullcontext()
+        with live_dir as tmp:
+            logger = Live(str(tmp), save_dvc_exp=False, dvcyaml=False) if dist.main else contextlib.nullcontext()
+            with logger as live:
+                metrics = train(cfg, live, rank_report=args.rank_report)
         where = f" [rank {dist.rank}/{dist.world_size}]" if dist.enabled else ""
         print(f"train {args.model}{where}: {metrics}")
 

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # last bit between OpenMP thread counts, so predict in this process must run as the encode stages did.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import avemo  # noqa: E402,F401  before any test module loads torch: the CPU kernels pinned as in the stages
+
 
 def shared_dir() -> Path:
     """The workplace's shared data (ravdess-lite, ravdess-720p): AVEMO_SHARED, else ../shared beside the repo."""
@@ -108,7 +110,7 @@ def sample_project(where: Path, actors, items=("dvc.yaml", "params.yaml", "run.y
     for actor in actors:
         shutil.copy(ROOT / f"data/sample/Video_Speech_Actor_{actor}.zip", sample)
     params = yaml.safe_load((where / "params.yaml").read_text())
-    params["faces"].update(n_frames=4, size=48, workers=1)
+    params["faces"].update(n_frames=4, crop_px=48, workers=1)
     params["audio"]["workers"] = 1
     return params
 

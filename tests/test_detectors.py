@@ -18,7 +18,7 @@ from avemo.faces.detect import detect_face, detect_largest_face
 
 MTCNN = {"detector": "mtcnn", "min_face": 0.15, "detect_size": 480}
 HAAR = {"detector": "haar", "min_face": 0.15, "scale_factor": 1.1, "min_neighbors": 5}
-STAGE = {"n_frames": 6, "size": 48, "margin": 0.2, "detector": "mtcnn", "detect_size": 320, "min_face": 0.15,
+STAGE = {"n_frames": 6, "crop_px": 48, "margin": 0.2, "detector": "mtcnn", "detect_size": 320, "min_face": 0.15,
          "track_step": 3, "track_iou": 0.7, "align": False}
 
 

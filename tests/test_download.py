@@ -97,3 +97,68 @@ def test_foreign_and_video_only_members_are_reported_not_unpacked(sample_zip, tm
     unpack_speech_clips(sample_zip, tmp_path / "clips", result)
     assert len(result.clips) == 8 and result.video_only_copies == 1
     assert result.skipped[0]["file"].endswith("holiday.mp4") and "not a RAVDESS name" in result.skipped[0]["reason"]
+
+
+def first_clip(archive) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(archive) as zipped:
+        return next(m for m in zipped.infolist() if m.filename.endswith(".mp4"))
+
+
+def test_two_members_with_one_clip_id_stop_the_archive_naming_both(sample_zip, tmp_path):
+    """A 22-byte non-video member under a real clip's id (another folder): one error naming the archive and
+    both members, and not one clip written."""
+    real = first_clip(sample_zip).filename
+    stray = f"extra/{real.rsplit('/', 1)[-1]}"
+    with zipfile.ZipFile(sample_zip, "a") as zipped:
+        zipped.writestr(stray, b"twenty-two bytes only.")
+    with pytest.raises(DownloadError) as raised:
+        unpack_speech_clips(sample_zip, tmp_path / "clips", UnpackResult())
+    message = str(raised.value)
+    assert "\n" not in message and str(sample_zip) in message
+    assert f"Video_Speech_Actor_01.zip:{real}" in message and f"Video_Speech_Actor_01.zip:{stray}" in message
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_a_clip_id_already_unpacked_from_another_archive_is_not_overwritten(sample_zip, tmp_path):
+    clips, result = tmp_path / "clips", UnpackResult()
+    unpack_speech_clips(sample_zip, clips, result)
+    real = first_clip(sample_zip).filename
+    unpacked = clips / real.rsplit("/", 1)[-1]
+    before = unpacked.read_bytes()
+    other = tmp_path / "Video_Speech_Actor_02.zip"
+    with zipfile.ZipFile(other, "w") as zipped:
+        zipped.writestr(real.rsplit("/", 1)[-1], b"twenty-two bytes only.")
+    with pytest.raises(DownloadError, match=rf"Video_Speech_Actor_01\.zip:{real}' and "
+                                            rf"'Video_Speech_Actor_02\.zip:{unpacked.name}' are both clip"):
+        unpack_speech_clips(other, clips, result)
+    assert unpacked.read_bytes() == before and len(result.clips) == 8
+
+
+def test_download_stage_with_a_duplicate_clip_id_fails_in_one_line_and_keeps_its_output(tmp_path):
+    """The real stage script: exit 1, one error line naming the archive and both members; data/raw as before."""
+    from conftest import ROOT, run_script
+
+    project = tmp_path / "project"
+    sample = project / "sample"
+    sample.mkdir(parents=True)
+    archive = sample / "Video_Speech_Actor_01.zip"
+    shutil.copy(ROOT / "data/sample" / archive.name, archive)
+    (project / "params.yaml").write_text("data: {source: sample, mirror: '', actors: all}\n")
+
+    def md5sums():
+        (sample / "MD5SUMS").write_text(f"{hashlib.md5(archive.read_bytes()).hexdigest()}  {archive.name}\n")
+
+    md5sums()
+    args = ("--sample-dir", sample, "--archives", project / "archives", "--out", project / "raw")
+    run_script(project, ROOT / "stages/download.py", *args)
+    before = {p: p.read_bytes() for p in (project / "raw").rglob("*") if p.is_file()}
+    real = first_clip(archive).filename
+    with zipfile.ZipFile(archive, "a") as zipped:
+        zipped.writestr("extra/" + real.rsplit("/", 1)[-1], b"twenty-two bytes only.")
+    md5sums()
+    done = run_script(project, ROOT / "stages/download.py", *args, check=False)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and archive.name in errors[0], done.stderr
+    assert real in errors[0] and "extra/" in errors[0]
+    assert {p: p.read_bytes() for p in (project / "raw").rglob("*") if p.is_file()} == before

@@ -141,6 +141,6 @@ def test_unknown_encoder_and_missing_settings_are_named():
     with pytest.raises(ParamError, match="encoder 'vggish' unknown; choose one of: " + ", ".join(names())):
         load_encoder("vggish", {})
     with pytest.raises(ParamError, match="features.audio.whisper: missing pool"):
-        load_encoder("whisper", {"size": "base"})
-    with pytest.raises(ParamError, match="features.audio.whisper.size: 'huge' is not valid; choose one of: tiny"):
-        load_encoder("whisper", {"size": "huge", "pool": 3})
+        load_encoder("whisper", {"model": "base"})
+    with pytest.raises(ParamError, match="features.audio.whisper.model: 'huge' is not valid; choose one of: tiny"):
+        load_encoder("whisper", {"model": "huge", "pool": 3})

@@ -6,7 +6,7 @@ from avemo.faces.sampling import sample_indices
 from avemo.faces.strip import load_strip, save_strip
 from avemo.faces.track import fill_missing_boxes
 
-CFG = {"n_frames": 8, "size": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
+CFG = {"n_frames": 8, "crop_px": 112, "margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.15}
 MTCNN = {**CFG, "detector": "mtcnn", "detect_size": 480, "track_step": 4, "track_iou": 0.7}
 
 

@@ -23,7 +23,7 @@ from conftest import ROOT, venv_env
 from avemo.download import UnpackResult, unpack_speech_clips
 from avemo.metadata import write_metadata
 
-FAST_FACES = {"n_frames": 4, "size": 48, "workers": 2}
+FAST_FACES = {"n_frames": 4, "crop_px": 48, "workers": 2}
 
 
 # ---------------------------------------------------------------- helpers
@@ -290,7 +290,7 @@ def test_cache_gives_the_same_output_recomputes_failures_and_rejects_damaged_ent
 def test_broken_params_yaml_is_named_without_traceback(tmp_path, sample_source):
     project = tmp_path / "project"
     project.mkdir()
-    (project / "params.yaml").write_text("faces:\n  n_frames: [16\n  size: 112\n")
+    (project / "params.yaml").write_text("faces:\n  n_frames: [16\n  crop_px: 112\n")
     for name, args in {"faces": ["--raw", project / "raw", "--out", project / "faces"],
                        "extract_audio": ["--raw", project / "raw", "--out", project / "audio"],
                        "download": ["--sample-dir", sample_source, "--archives", project / "a", "--out", project / "r"]
@@ -319,10 +319,10 @@ def test_bad_parameter_value_names_the_key_and_the_valid_choices(tmp_path, sampl
 def test_missing_parameter_is_named(tmp_path, lite_clips):
     project = make_project(tmp_path / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    del params["faces"]["size"]
+    del params["faces"]["crop_px"]
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     raw = make_raw(project / "raw", lite_clips[:1])
-    failed_cleanly(stage(project, "faces", "--raw", raw, "--out", project / "out"), "faces.size: missing")
+    failed_cleanly(stage(project, "faces", "--raw", raw, "--out", project / "out"), "faces.crop_px: missing")
 
 
 def test_missing_input_is_named(tmp_path):

@@ -30,7 +30,7 @@ def real(tmp_path_factory) -> dict:
     from avemo.faces.clip import crop_faces
 
     params = load_params(path=ROOT / "params.yaml")
-    faces = {**params["faces"], "n_frames": 4, "size": 48}
+    faces = {**params["faces"], "n_frames": 4, "crop_px": 48}
     fer = load_encoder("fer", params["features"]["video"]["fer"])
     logmel = load_encoder("logmel", params["features"]["audio"]["logmel"], params["audio"]["sample_rate"])
     where = tmp_path_factory.mktemp("normalize")

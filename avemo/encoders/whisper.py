@@ -58,11 +58,11 @@ def encode(model, windows: np.ndarray, pool: int = 3) -> np.ndarray:
 
 
 def load(cfg: dict, context) -> Encoder:
-    choice(cfg["size"], SIZES, "features.audio.whisper.size")
-    model = load_whisper(cfg["size"], context.device)
-    return Encoder("whisper", "audio", weights_name(cfg["size"]), cfg,
+    choice(cfg["model"], SIZES, "features.audio.whisper.model")
+    model = load_whisper(cfg["model"], context.device)
+    return Encoder("whisper", "audio", weights_name(cfg["model"]), cfg,
                    lambda window: encode(model, window[None], cfg["pool"])[0])
 
 
-ENCODERS = (EncoderSpec("whisper", "audio", ("size", "pool"), load, shape=(50, 512), offline=OFFLINE_HINT,
+ENCODERS = (EncoderSpec("whisper", "audio", ("model", "pool"), load, shape=(50, 512), offline=OFFLINE_HINT,
                         pooling="mean_std"),)

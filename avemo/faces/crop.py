@@ -47,7 +47,7 @@ def aligned_crop(frame: np.ndarray, box: Box | None, landmarks, margin: float, s
 
 
 def crop_face(frame: np.ndarray, box: Box | None, landmarks, cfg: dict) -> np.ndarray:
-    """The crop of params.yaml `faces` (margin, size, align) around `box` (centre crop when None)."""
+    """The crop of params.yaml `faces` (margin, crop_px, align) around `box` (centre crop when None)."""
     if cfg.get("align", False):
-        return aligned_crop(frame, box, landmarks, cfg["margin"], cfg["size"])
-    return square_crop(frame, box, cfg["margin"], cfg["size"])
+        return aligned_crop(frame, box, landmarks, cfg["margin"], cfg["crop_px"])
+    return square_crop(frame, box, cfg["margin"], cfg["crop_px"])

@@ -42,7 +42,7 @@ def _number(cfg: dict, key: str, ok, rule: str, whole: bool = False):
 def check_config(cfg: dict) -> dict:
     """Validate params.yaml `faces` up front: a wrong value names its key instead of failing per clip."""
     _number(cfg, "n_frames", lambda v: v >= 1, "a whole number of frames >= 1", whole=True)
-    _number(cfg, "size", lambda v: 8 <= v <= 1024, "a crop side in pixels between 8 and 1024", whole=True)
+    _number(cfg, "crop_px", lambda v: 8 <= v <= 1024, "a crop side in pixels between 8 and 1024", whole=True)
     _number(cfg, "margin", lambda v: 0 <= v <= 2, "a fraction of the box side between 0 and 2")
     _number(cfg, "min_face", lambda v: 0 < v <= 1, "a fraction of the frame's shorter side in (0, 1]")
     haar = detector_name(cfg) == "haar"  # ParamError naming the valid detectors when unknown

@@ -106,8 +106,19 @@ def preprocessing_of(checkpoint: dict, path: Path) -> dict:
         raise StageError(f"{path}: {OLDER_FORMAT}")
     faces = next((i["faces"] for i in info.values() if i.get("faces")), None)
     audio = next((i["window"] for i in info.values() if i.get("window")), None)
-    encoders = {name: i["config"] for name, i in info.items() if name != "frames"}
-    return {"faces": faces, "audio": audio, "encoders": encoders}
+    encoders = {name: renamed(i["config"], name) for name, i in info.items() if name != "frames"}
+    return {"faces": faces and renamed(faces, "faces"), "audio": audio, "encoders": encoders}
+
+
+# params.yaml keys once named `size` (DVC's run cache ignores keys of that name): checkpoints written before
+# the rename still load.
+RENAMED_KEYS = {"faces": {"size": "crop_px"}, "whisper": {"size": "model"}}
+
+
+def renamed(cfg: dict, section: str) -> dict:
+    """A recorded configuration with its keys under their current names."""
+    names = RENAMED_KEYS.get(section, {})
+    return {names.get(key, key): value for key, value in cfg.items()}
 
 
 def check_shapes(path: Path, shapes: dict, info: dict) -> None:

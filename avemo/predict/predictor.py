@@ -17,7 +17,7 @@ from ..preprocess import audio_inputs, face_inputs, strip_round_trip
 from ..protocols import SINGLE_CLIP, SPEAKER_ADAPTED
 
 # The faces stage's defaults (params.yaml faces), for models that read no face: 16 frames a window, MTCNN.
-DEFAULT_FACES = {"n_frames": 16, "size": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
+DEFAULT_FACES = {"n_frames": 16, "crop_px": 112, "margin": 0.2, "detector": "mtcnn", "detect_size": 480,
                  "min_face": 0.15, "track_step": 4, "track_iou": 0.7, "align": False}
 
 
