@@ -54,7 +54,7 @@ def causal_path(frames: dict, cfg: dict) -> tuple[float, int, int]:
     for index in sorted(frames):
         face = detect_faces([frames[index]], cfg)[0]
         last = face.box if face is not None else last
-        square_crop(frames[index], last, cfg["margin"], cfg["size"])
+        square_crop(frames[index], last, cfg["margin"], cfg["crop_px"])
     return time.perf_counter() - start, len(frames), len(frames)
 
 
