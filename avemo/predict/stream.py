@@ -88,11 +88,15 @@ def _reader(capture, grid: Grid, q: queue.Queue, stop: threading.Event, live: bo
         _put(q, (None, index), False, stats, stop)
 
 
-def _wait_for_audio(audio: AudioFeed | None, seconds: float, timeout: float = 5.0) -> None:
-    """A live pipe may still be delivering the audio of the last frames: wait for it, a little."""
-    deadline = time.perf_counter() + timeout
+def _wait_for_audio(audio: AudioFeed | None, seconds: float, on_wait, timeout: float = 5.0) -> None:
+    """A live pipe may still be delivering the audio of the last frames: wait for it, a little, predicting
+    the windows whose audio is in meanwhile (`on_wait`; that frees the feed's bounded buffer)."""
+    deadline, received = time.perf_counter() + timeout, -1
     while (audio is not None and not audio.done and audio.available() < seconds * audio.rate
            and time.perf_counter() < deadline):
+        if audio.available() > received:  # still coming: wait on
+            received, deadline = audio.available(), time.perf_counter() + timeout
+        on_wait()
         time.sleep(0.02)
 
 
@@ -162,7 +166,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
 
     try:
         _consume(q, state, stats, emit)
-        _wait_for_audio(audio, stats["frames"] / grid.fps)
+        _wait_for_audio(audio, stats["frames"] / grid.fps, lambda: emit(state.ready_windows()))
         emit(state.ready_windows(final=True))
     except KeyboardInterrupt:
         notes.append("stopped by Ctrl-C")
