@@ -1,11 +1,11 @@
 """Sliding-window prediction for long videos, cameras and streams.
 
 A reader thread decodes every frame (`grab`) but converts and queues only the frames the windows sample;
-the main thread crops each window's frames as the faces stage crops a clip's (detector, tracking, align:
-avemo.faces.clip.crop_frames), embeds the crops and predicts each window as soon as its frames (and audio)
-are in. Frames are sampled on one grid: window k takes `n_frames` grid points spread over `window_s`
-exactly as avemo.faces.sampling.sample_indices spreads them over a clip, and consecutive windows share
-points, so each sampled frame is detected in full, and each crop embedded, once whatever the overlap.
+the main thread finds and crops their faces as the faces stage does a clip's (detector, tracking, align:
+avemo.faces.clip, the stream being the clip), embeds the crops and predicts each window as soon as its
+frames (and audio) are in. Frames are sampled on one grid: window k takes `n_frames` grid points spread
+over `window_s` exactly as avemo.faces.sampling.sample_indices spreads them over a clip, and consecutive
+windows share points, so each sampled frame is detected, and each crop embedded, once whatever the overlap.
 
 The grid and the windows are in avemo.predict.window, opening the video and audio of the source in
 avemo.predict.sources, the per-frame rows and the aggregated answer in avemo.predict.timeline.
