@@ -44,4 +44,9 @@ def pin(environ=os.environ) -> dict[str, str]:
     return added
 
 
+def settings() -> dict[str, str | None]:
+    """The pin variables in effect (None: unset), for caches whose results depend on them."""
+    return {key: os.environ.get(key) for key in PIN}
+
+
 pin()

@@ -48,6 +48,17 @@ def test_pin_sets_only_what_is_unset_and_can_be_switched_off():
     assert {k: environ[k] for k in PIN} == {**PIN, "ATEN_CPU_CAPABILITY": "default"}
 
 
+def test_a_per_clip_cache_entry_made_under_other_kernel_settings_misses(tmp_path, monkeypatch):
+    from avemo.cache import ClipCache
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF....WAVEfmt ")
+    pinned = ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip)
+    assert ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip) == pinned
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # as under AVEMO_CPU_PIN=0
+    assert ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip) != pinned
+
+
 def torch_capability(*code: str, **env) -> str:
     done = subprocess.run([sys.executable, "-c", "; ".join([*code, "import torch",
                                                             "print(torch.backends.cpu.get_cpu_capability())"])],
