@@ -16,9 +16,9 @@ PIN = {
     "ATEN_CPU_CAPABILITY": "avx2",        # PyTorch's own vectorised kernels (whisper_layers)
     "ONEDNN_MAX_CPU_ISA": "AVX2",         # oneDNN: PyTorch's convolutions, CTranslate2's matrix products (fer, whisper)
     "CT2_FORCE_CPU_ISA": "AVX2",          # CTranslate2's own kernels (whisper)
-    "CT2_USE_MKL": "0",                   # CTranslate2 takes MKL on Intel CPUs only, oneDNN elsewhere: oneDNN everywhere
-    "MKL_CBWR": "COMPATIBLE",             # MKL, PyTorch's matrix products: one branch on Intel and AMD (whisper_layers, MTCNN)
-    "OPENBLAS_CORETYPE": "Haswell",       # numpy's OpenBLAS: its AVX2 kernels, not SkylakeX's or Zen's (whisper's log-mel)
+    "CT2_USE_MKL": "0",                   # CTranslate2 takes MKL on Intel CPUs only: oneDNN everywhere
+    "MKL_CBWR": "COMPATIBLE",             # MKL (PyTorch's matmuls): one branch on Intel and AMD (whisper_layers)
+    "OPENBLAS_CORETYPE": "Haswell",       # numpy's OpenBLAS: AVX2 kernels, not SkylakeX's (whisper's log-mel)
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's own SIMD loops: none beyond AVX2 (log-mel)
 }
 SWITCH = "AVEMO_CPU_PIN"
