@@ -7,16 +7,17 @@ Rows (median of --runs fresh processes each): `python -c pass`; `import torch` a
 prediction: every encoder and model is a torch module); `avemo predict --help` (the command's own
 imports: lazy, no torch); `avemo predict CLIP --json` (everything: imports, model, encoders' weights, one
 clip). Then the packages that `import avemo.predict.clip, avemo.predict.loading` spends the most
-time in (`python -X importtime`, cumulative, top level only)."""
+time in (`python -X importtime`), and one cold process split into its phases (imports, model, encoders'
+weights, first clip, second clip)."""
 from __future__ import annotations
 
 import argparse
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,24 +28,55 @@ def timed(command: list[str], runs: int) -> tuple[float, float]:
     """Median wall seconds over `runs` fresh processes, and their largest peak RSS (MiB)."""
     walls, peak = [], 0.0
     for _ in range(runs):
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        walls.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        with tempfile.TemporaryFile() as log:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            _, status, usage = os.wait4(process.pid, 0)
+            walls.append(time.perf_counter() - start)
+            if os.waitstatus_to_exitcode(status) != 0:
+                log.seek(0)
+                raise SystemExit(f"{' '.join(command)} failed:\n{log.read().decode()[-2000:]}")
+        peak = max(peak, usage.ru_maxrss / 1024)
     return statistics.median(walls), peak
 
 
+PHASES = """
+import sys, time
+start = time.perf_counter()
+import avemo.predict.clip, avemo.predict.loading
+imported = time.perf_counter()
+from avemo.predict.loading import load_predictor
+predictor = load_predictor(sys.argv[1], sys.argv[2] or None)
+loaded = time.perf_counter()
+predictor.encoders("video"), predictor.encoders("audio")
+encoders = time.perf_counter()
+avemo.predict.clip.predict_clip(sys.argv[3], predictor)
+first = time.perf_counter()
+avemo.predict.clip.predict_clip(sys.argv[3], predictor)
+second = time.perf_counter()
+print(f"{imported - start:.2f} {loaded - imported:.2f} {encoders - loaded:.2f} {first - encoders:.2f} {second - first:.2f}")
+"""
+
+
+def phases(model: str, models_dir: str, clip: str) -> list[float]:
+    """Seconds of one cold process: imports, model, encoders' weights, first clip, second clip."""
+    done = subprocess.run([sys.executable, "-c", PHASES, model, models_dir, clip], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    return [float(x) for x in done.stdout.split()]
+
+
 def import_top(count: int = 10) -> list[tuple[str, float]]:
-    """Top-level packages by cumulative import time (s) on the predict path."""
+    """Packages by import time (s, each module's own time summed per top-level package) on the predict path."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-c",
                            "import avemo.predict.clip, avemo.predict.loading"], capture_output=True, text=True)
     totals: dict[str, float] = {}
     for line in done.stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
-        if match and len(match.group(2)) == 1:  # imported at the top level
-            name = match.group(3).split(".")[0]
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \| *(\S+)", line)
+        if match:
+            name = match.group(2).split(".")[0]
             totals[name] = totals.get(name, 0.0) + int(match.group(1)) / 1e6
     return sorted(totals.items(), key=lambda kv: -kv[1])[:count]
 
@@ -63,11 +95,16 @@ def main() -> None:
             ("avemo predict --help", [str(BIN / "avemo"), "predict", "--help"]),
             ("avemo predict CLIP --json", [str(BIN / "avemo"), "predict", str(args.clip), "--json", *model])]
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print("| command | wall (s, median) | peak RSS (MiB, cumulative max) |\n|---|---|---|")
+    print("| command | wall (s, median) | peak RSS (MiB) |\n|---|---|---|")
     for name, command in rows:
         wall, peak = timed(command, args.runs)
         print(f"| `{name}` | {wall:.2f} | {peak:.0f} |")
-    print("\nimport time on the predict path (cumulative s, top-level packages):")
+    from avemo.predict.cli import DEFAULT_MODEL
+
+    split = phases(args.model or DEFAULT_MODEL, str(args.models_dir or ""), str(args.clip))
+    print("\none cold process (s): imports {:.2f}, model {:.2f}, encoders' weights {:.2f}, first clip {:.2f}, "
+          "second clip {:.2f}".format(*split))
+    print("\nimport time on the predict path (s, each module's own time summed by package):")
     for name, seconds in import_top():
         print(f"  {name:<24} {seconds:6.2f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -7,8 +7,8 @@ one run; then two uploads at once, with the time each took.
 Default files: one ravdess-lite clip (actor 19, unzipped to a temporary folder) and one 720p original
 (ravdess-720p/Actor_01), both audio+video. `avemo predict` side: avemo.predict.predict_clip in this process
 after a warm-up (model and encoders loaded once). `avemo serve` side: the server started as a user starts it
-(`avemo serve`, one torch thread like predict), one warm-up upload, then each file posted and its job polled
-every 20 ms until answered (annotated video off: the answer is what is timed). The two sides alternate, and
+(`avemo serve`, one torch thread like predict), one warm-up upload, then each file posted and its status asked
+with `?wait=` (the reply comes as soon as it is answered; annotated video off: the answer is what is timed). The two sides alternate, and
 the median of --repeats runs is reported. Prints a markdown table and the ratios (target: at most 1.5).
 """
 from __future__ import annotations
@@ -60,14 +60,14 @@ def post(url: str, path: Path, annotate: bool = False) -> str:
 
 
 def wait(url: str, job: str) -> dict:
+    """The job's status once answered (`?wait=`: the server replies as soon as it is)."""
     while True:
-        with urllib.request.urlopen(f"{url}/api/jobs/{job}", timeout=60) as reply:
+        with urllib.request.urlopen(f"{url}/api/jobs/{job}?wait=30", timeout=60) as reply:
             status = json.loads(reply.read())
         if status["state"] in ("done", "failed"):
             if status["state"] == "failed":
                 raise RuntimeError(status["error"])
             return status
-        time.sleep(0.02)
 
 
 def served(url: str, path: Path) -> tuple[float, str]:

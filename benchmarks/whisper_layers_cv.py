@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avemo.baselines.calibration import fit_calibrated, fuse_calibrated
+from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # fuse_calibrated = fuse(effective)
 from avemo.baselines.features import pooled
 from avemo.baselines.bundle import fuse
 from avemo.baselines.fit_and_score import best_weights
@@ -127,7 +127,8 @@ def cached(cache: Path | None, key: str, compute):
     return value
 
 
-def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None) -> dict:
+def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None,
+             only: list[str] | None = None) -> dict:
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     if split is None:
         return {}
@@ -147,6 +148,7 @@ def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache
     for name in ("fer", "imagenet", "whisper"):
         if name in data:
             inputs[name] = data[name]
+    inputs = {k: v for k, v in inputs.items() if not only or k in only}
     out = {"fold": fold, **split, "layers_cv": choice, "branches": {}, "fusion": {}}
     probs = {}
     for protocol in PROTOCOLS:
@@ -203,6 +205,26 @@ def summary(folds: list[dict]) -> dict:
     return out
 
 
+def fmt(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def markdown(summary: dict) -> str:
+    """The per-layer and fusion tables of docs/accuracy.md."""
+    names = {f"layer_{k}": f"layer {k}" + (" (front end)" if k == 0 else " (final output, = `whisper`)" if k == 6 else "")
+             for k in range(7)}
+    names.update(layers_all="all 7 layers side by side", whisper="`whisper` (faster-whisper, 60 ms steps)",
+                 layers_cv="layers chosen by CV over the training actors", fer="`fer`", imagenet="`imagenet`")
+    lines = ["| input | single-clip WA | speaker-adapted WA |", "|---|---|---|"]
+    for name, row in summary["branches"].items():
+        lines.append(f"| {names.get(name, name)} | {fmt(row['single_clip'])} | {fmt(row['speaker_adapted'])} |")
+    lines += ["", "| branches | fusion | single-clip WA | speaker-adapted WA |", "|---|---|---|---|"]
+    for combo, row in summary["fusion"].items():
+        for how in ("calibrated", "grid"):
+            lines.append(f"| {combo} | {how} | {fmt(row['single_clip'][how])} | {fmt(row['speaker_adapted'][how])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path, required=True, help="folder of the encode stages' outputs")
@@ -210,6 +232,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--cache", type=Path, default=None, help="folder keeping each fold's fitted branches")
+    parser.add_argument("--only", nargs="+", default=None, help="branches to fit (layer_K, layers_all, layers_cv, fer...)")
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
@@ -229,13 +252,14 @@ def main() -> None:
 
     log(f"{len(clips)} clips, inputs {', '.join(f'{k} {v.shape[1:]}' for k, v in data.items())}")
     with threadpool_limits(limits=1):
-        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log, args.cache))]
+        folds = [r for fold in args.folds if (r := run_fold(fold, data, clips, labels, actors, log, args.cache, args.only))]
     result = {"protocol": "sequential_6x4 folds " + ",".join(map(str, args.folds)) + ", 4 validation actors a fold "
               "(cv.seed 0), logistic regression, C on validation actors", "clips": len(clips),
               "summary": summary(folds), "folds": folds, "seconds": round(time.time() - started)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     log(f"written {args.out}")
+    print(markdown(result["summary"]))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import yaml
 
 from conftest import ROOT, venv_env
 
+from avemo.baselines.features import parse_feature_set
 from avemo.encoders.registry import spec_of
 from avemo.models import model_inputs
 from avemo.pipeline import BASELINE_SLOTS, ENSEMBLE_SLOTS, INPUT_SLOTS, input_path, run_section
@@ -202,8 +203,9 @@ def test_run_input_slots_are_each_models_declared_inputs(profile):
         features, classifier = spec_name.split("-")
         assert (entry["features"], entry["classifier"]) == (features, classifier)
         assert entry["name"] == f"baseline_{features}_{classifier}"
-        assert entry["deps"] == expected_slots([f"data/features/{n}" for n in features.split("_")], BASELINE_SLOTS)
-        encoders |= set(features.split("_"))
+        assert entry["deps"] == expected_slots([f"data/features/{n}" for n in parse_feature_set(features)],
+                                               BASELINE_SLOTS)
+        encoders |= set(parse_feature_set(features))
     for fold in run["cv_folds"].values():
         encoders |= {Path(d).name for d in fold["deps"] if d.startswith("data/features/")}
     assert set(run["encode_video"]) | set(run["encode_audio"]) == encoders

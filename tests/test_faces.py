@@ -48,8 +48,9 @@ def test_video_without_a_face_falls_back_to_centre_crops(ffmpeg, tmp_path, cfg):
 
 
 def test_stream_windows_crop_by_the_faces_stage_path_with_align_and_tracking(hd_dir, monkeypatch):
-    """Stream mode's window of sampled frames is cropped as the faces stage crops a clip of those frames
-    (detector, tracking every 4th frame, eyes levelled); an overlapping window detects no frame in full twice."""
+    """Stream mode finds and crops the faces of its sampled frames as the faces stage does a clip's, the
+    stream being the clip (detector, tracking every 4th point, eyes levelled); overlapping windows share the
+    crops of the frames they share, and no frame is detected in full twice."""
     from types import SimpleNamespace
 
     import cv2
@@ -66,7 +67,6 @@ def test_stream_windows_crop_by_the_faces_stage_path_with_align_and_tracking(hd_
         return detect_faces(batch, config)
 
     monkeypatch.setattr(window_module, "detect_faces", counted)
-
     cfg = {**MTCNN, "n_frames": 8, "align": True}
     capture = cv2.VideoCapture(str(sorted(hd_dir.glob("*.mp4"))[0]))
     frames = []
@@ -78,16 +78,21 @@ def test_stream_windows_crop_by_the_faces_stage_path_with_align_and_tracking(hd_
     capture.release()
     grid = make_grid(30.0, 1.0, 0.5, cfg["n_frames"])  # 30-frame windows every 15 frames: half of them shared
     state = WindowPredictor(SimpleNamespace(faces=cfg), grid, None, None, detect=True)
-    sampled = sorted({grid.frame(j) for k in (0, 1) for j in grid.points(k)})
-    for index in sampled:
-        state.add_frame(index, frames[index])
-    for k in (0, 1):
+    points = [j for j in range(grid.points(1)[-1] + 1)]
+    for j in points:
+        if j == 0 or grid.frame(j) != grid.frame(j - 1):
+            state.add_frame(grid.frame(j), frames[grid.frame(j)])
+    state.tracker.track(lambda j: state.points[j].frame, state.next_j, final=True)  # the stream ends here
+    whole = crop_frames([frames[grid.frame(j)] for j in points], cfg)  # the faces stage on the stream as a clip
+    windows = {k: state.window_faces(list(grid.points(k))) for k in (0, 1)}
+    for k, window in windows.items():
         js = list(grid.points(k))
-        window = state.window_faces(js)
-        own = crop_frames([frames[grid.frame(j)] for j in js], cfg)
-        assert np.array_equal(window.crops, own.crops) and window.boxes == own.boxes
-        assert window.detected == own.detected and all(window.detected)
-        assert any(m is not None for m in own.landmarks)  # aligned by landmarks, not plain square crops
-    plain = crop_frames([frames[grid.frame(j)] for j in grid.points(0)], {**cfg, "align": False})
-    assert not np.array_equal(plain.crops, state.window_faces(list(grid.points(0))).crops)
-    assert len(in_full) == len(set(in_full)) > 0  # no frame detected in full twice, the shared ones included
+        assert np.array_equal(window.crops, whole.crops[js]) and window.boxes == [whole.boxes[j] for j in js]
+        assert all(window.detected)
+    shared = sorted(set(grid.points(0)) & set(grid.points(1)))
+    assert shared and all(np.array_equal(windows[0].crops[list(grid.points(0)).index(j)],
+                                         windows[1].crops[list(grid.points(1)).index(j)]) for j in shared)
+    assert any(m is not None for m in whole.landmarks)  # aligned by landmarks, not plain square crops
+    plain = crop_frames([frames[grid.frame(j)] for j in points], {**cfg, "align": False})
+    assert not np.array_equal(plain.crops, whole.crops)
+    assert len(in_full) == len(set(in_full)) < len(points)  # tracked: fewer full detections than points

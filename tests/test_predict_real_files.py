@@ -15,6 +15,7 @@ from avemo.audio import load_wav
 from avemo.predict import load_predictor, predict_clip, run_stream
 from avemo.predict.annotate import annotate_video, clip_annotations, count_frames
 from avemo.predict.inputs import clip_audio, window_start_s
+from avemo.predict import sources
 from avemo.predict.sources import AudioFeed
 from avemo.preprocess import audio_window
 from avemo.faces.clip import crop_faces
@@ -133,7 +134,7 @@ def test_a_full_disk_is_reported_as_such_naming_the_file(can_mount, trained_mode
 
 
 @pytest.mark.slow
-def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models, files):
+def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models, files, monkeypatch):
     """Discarding what no later window needs changes no window of a real live pipe (a file piped faster
     than real time, so held whole at first); then an hour of 16 kHz input arriving in pipe-sized chunks,
     windows read and discarded as stream mode does: the feed holds one window and a chunk."""
@@ -142,6 +143,11 @@ def test_the_live_audio_buffer_holds_a_few_seconds_over_an_hour_of_input(models,
     assert live.audio["seconds"] > 9.5 and len(live.windows) == len(from_file.windows) >= 15
     for a, b in zip(live.windows, from_file.windows):
         assert a.index == b.index and np.allclose(a.probs, b.probs, atol=2e-2)  # the pipe skips the 16-bit WAV
+    monkeypatch.setattr(sources, "MAX_HELD_S", 4.0)  # the file is piped faster than real time: the pipe waits
+    bounded = run_stream(files["long"], model, live=True)
+    assert bounded.audio["peak_held_s"] <= 4.0 + 16384 / 4 / 16000 < live.audio["peak_held_s"]
+    assert [w.index for w in bounded.windows] == [w.index for w in live.windows]
+    assert all(np.allclose(a.probs, b.probs, atol=1e-6) for a, b in zip(bounded.windows, live.windows))
     rate, hop, window = 16000, int(0.375 * 16000), 3 * 16000
     feed, chunk, next_window, peak = AudioFeed(rate, "pending"), np.zeros(4096, np.float32), 0, 0
     for _ in range(3600 * rate // len(chunk)):

@@ -155,10 +155,9 @@ class Server:
     def wait(self, job_id: str, timeout: float = 300) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            status = self.get(f"/api/jobs/{job_id}")
+            status = self.get(f"/api/jobs/{job_id}?wait=5")
             if status["state"] in ("done", "failed"):
                 return status
-            time.sleep(0.2)
         raise AssertionError(f"job {job_id} unanswered after {timeout} s")
 
     def stop(self) -> None:

@@ -169,9 +169,10 @@ def test_a_classifier_on_a_middle_layer_learns_emotions_of_unseen_actors(sample_
 @pytest.mark.slow
 def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_layers, tmp_path):
     """baselines.layer_sets: the layers are chosen with C by GroupKFold over the training actors; the refitted
-    pipeline keeps only those layers' columns, survives a round trip through a model directory (arrays, no
-    pickle), and beats chance on unseen actors."""
-    from avemo.baselines.fit import grid_search
+    pipeline keeps only those layers' columns, is saved as a plain scaler + regression over every layer giving the
+    same probabilities, survives a round trip through a model directory (arrays, no pickle), and beats chance on
+    unseen actors."""
+    from avemo.baselines.fit import full_width, grid_search
     from avemo.modelfile import ArrayClassifier, export_estimator, load_bundle, save_bundle
     from avemo.baselines.fit_and_score import layer_sets, readable_params
 
@@ -187,7 +188,10 @@ def test_the_baseline_grid_search_chooses_layers_on_training_actors_only(sample_
     assert chosen["layers"] in ([3], [6], [2, 3, 4]) and chosen["C"] in (0.001, 0.01)
     width = search.best_estimator_.named_steps["layers"].transform(flat[:2]).shape[1]
     assert width == 1024 * len(chosen["layers"])
-    kind, arrays = export_estimator(search.best_estimator_)
+    wide = full_width(search.best_estimator_)  # the saved form: plain scaler + regression over every layer
+    assert list(wide.named_steps) == ["scale", "clf"] and wide.named_steps["clf"].coef_.shape[1] == 7 * 1024
+    assert np.allclose(wide.predict_proba(flat), search.best_estimator_.predict_proba(flat), atol=1e-6)
+    kind, arrays = export_estimator(wide)
     save_bundle(tmp_path / "m", {"kind": kind}, arrays)
     stored = ArrayClassifier(kind, load_bundle(tmp_path / "m")[1])
     np.testing.assert_allclose(stored.predict_proba(flat[~train]), search.best_estimator_.predict_proba(flat[~train]),

@@ -46,11 +46,13 @@ def fit_weights(logs: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
 
 
 def fit_calibrated(val_probs: list[np.ndarray], labels: np.ndarray) -> dict:
-    """{'temperatures': [...], 'weights': [...]} of the branches, fitted on the validation clips."""
+    """{'temperatures', 'weights', 'effective': weights / temperatures} of the branches, fitted on the
+    validation clips; `effective` applied to the raw log-probabilities gives the same fusion."""
     temperatures = [fit_temperature(p, labels) for p in val_probs]
-    logs = [np.log(p + EPS) / t for p, t in zip(val_probs, temperatures)]
-    logs = [log_softmax(lp) for lp in logs]
-    return {"temperatures": temperatures, "weights": fit_weights(logs, labels).tolist()}
+    logs = [log_softmax(np.log(p + EPS) / t) for p, t in zip(val_probs, temperatures)]
+    weights = fit_weights(logs, labels)
+    return {"temperatures": temperatures, "weights": weights.tolist(),
+            "effective": (weights / np.asarray(temperatures)).tolist()}
 
 
 def fuse_calibrated(probs: list[np.ndarray], fusion: dict) -> np.ndarray:

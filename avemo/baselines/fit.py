@@ -115,6 +115,28 @@ def probability_model(search, features: np.ndarray, labels: np.ndarray, actors: 
     return calibrated, f"platt (sigmoid on out-of-fold decision values, {len(folds)} folds by actor)"
 
 
+def full_width(pipeline):
+    """A (layers, scale, logreg) pipeline as the plain (scale, logreg) pipeline over every stored layer that
+    gives the same probabilities: the dropped columns get weight 0. Saved models keep one form."""
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    layers, scale, clf = (pipeline.named_steps[k] for k in ("layers", "scale", "clf"))
+    width = len(scale.mean_) // len(layers.keep)
+    n_features = layers.n_layers * width
+    kept = np.concatenate([np.arange(k * width, (k + 1) * width) for k in layers.keep])
+    wide_scale, wide_clf = clone(scale), clone(clf)
+    wide_scale.mean_, wide_scale.var_ = np.zeros(n_features), np.ones(n_features)
+    wide_scale.scale_, wide_scale.n_features_in_ = np.ones(n_features), n_features
+    wide_scale.n_samples_seen_ = scale.n_samples_seen_
+    wide_scale.mean_[kept], wide_scale.var_[kept], wide_scale.scale_[kept] = scale.mean_, scale.var_, scale.scale_
+    wide_clf.coef_ = np.zeros((clf.coef_.shape[0], n_features))
+    wide_clf.coef_[:, kept] = clf.coef_
+    wide_clf.intercept_, wide_clf.classes_, wide_clf.n_features_in_ = clf.intercept_, clf.classes_, n_features
+    wide_clf.n_iter_ = clf.n_iter_
+    return Pipeline([("scale", wide_scale), ("clf", wide_clf)])
+
+
 def class_probabilities(estimator, features: np.ndarray) -> np.ndarray:
     """Clips x all 8 classes: `predict_proba`'s columns (the classes seen in training, `classes_`) put in
     their label columns; a class absent from the training clips gets probability 0."""

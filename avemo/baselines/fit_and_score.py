@@ -23,10 +23,10 @@ from ..metrics import protocol_probabilities, protocol_report
 from ..io import write_json
 from ..modality import modality
 from ..normalize import ProtocolNormalizer
-from .bundle import fuse_any, save_baseline
+from .bundle import fuse, save_baseline
 from .calibration import fit_calibrated
 from .features import load_pooled_set, matrix, parse_feature_set
-from .fit import CLASSIFIERS, class_probabilities, grid_search, probability_model
+from .fit import CLASSIFIERS, class_probabilities, full_width, grid_search, probability_model
 from ..protocols import PROTOCOLS, SINGLE_CLIP
 
 ENROLMENT_DRAWS = 3
@@ -58,11 +58,11 @@ def training_matrix(norm: ProtocolNormalizer, train, mode: str, seed: int, names
             np.tile(train.actors, draws))
 
 
-def layer_sets(cfg: dict, names: list[str], infos: dict) -> dict | None:
+def layer_sets(cfg: dict, names: list[str], infos: dict, classifier: str = "logreg") -> dict | None:
     """The candidate layer sets of `baselines.layer_sets` as positions among the layers the whisper_layers
-    encode stage stored, for a classifier of that input alone; None otherwise (every stored layer is used)."""
+    encode stage stored, for a logistic regression of that input alone; None otherwise (every stored layer)."""
     sets = cfg.get("layer_sets")
-    if names != ["whisper_layers"] or not sets:
+    if names != ["whisper_layers"] or not sets or classifier not in ("logreg", "late_logreg"):
         return None
     info = infos["whisper_layers"]
     stored = info["config"].get("layers", "all")
@@ -83,6 +83,8 @@ def fit_one(cfg: dict, classifier: str, features, labels, actors, seed: int, lay
     search = grid_search(features, labels, actors, classifier, cfg["grids"][classifier], cfg["cv_folds"],
                          cfg["scoring"], seed, threads, layers)
     scorer, how = probability_model(search, features, labels, actors, threads)
+    if layers:
+        scorer = full_width(scorer)
     return search, scorer, how
 
 
@@ -108,21 +110,17 @@ def readable_params(best: dict, layers: dict | None) -> dict:
     return out
 
 
-def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray):
-    """The fusion of `method` (baselines.fusion) fitted on the validation clips: grid weights (an array) or
-    the calibrated fusion's temperatures and weights (a dict)."""
+def fit_fusion(method: str, val_probs: list[np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(weights for `fuse`, what the metrics file shows) of `method` (baselines.fusion), fitted on the
+    validation clips. Calibrated: fusing softmax(log p_i / T_i) with weights w_i is fusing the raw log p_i with
+    w_i / T_i (each branch's normaliser is the same for every class), so both methods give weights for `fuse`."""
     from ..io import choice
 
     choice(method, FUSIONS, "baselines.fusion")
-    return fit_calibrated(val_probs, labels) if method == "calibrated" else best_weights(val_probs, labels)
-
-
-def fusion_record(fusion, names) -> dict:
-    """The fitted fusion as the metrics file shows it, per input."""
-    if isinstance(fusion, dict):
-        return {name: {"temperature": round(t, 3), "weight": round(w, 3)}
-                for name, t, w in zip(names, fusion["temperatures"], fusion["weights"])}
-    return dict(zip(names, np.round(fusion, 3).tolist()))
+    if method == "grid":
+        return best_weights(val_probs, labels), {}
+    fitted = fit_calibrated(val_probs, labels)
+    return np.asarray(fitted["effective"]), {"temperatures": fitted["temperatures"], "weights": fitted["weights"]}
 
 
 def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, classifier: str, metadata: Path,
@@ -140,20 +138,20 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
     for names in groups:
         x, y, actors = training_matrix(norm, train, mode, seed, names)
         fitted.append((names, *fit_one(cfg, "logreg" if classifier == "late_logreg" else classifier, x, y, actors, seed,
-                                       layer_sets(cfg, names, infos))))
+                                       layer_sets(cfg, names, infos, classifier))))
 
     def branch_probs(inputs):
         return [class_probabilities(scorer, matrix(inputs, names)) for names, _, scorer, _ in fitted]
 
-    fusion, method = {}, cfg.get("fusion", "grid")
+    fusion, calibration, method = {}, {}, cfg.get("fusion", "grid")
     if classifier == "late_logreg":
         for protocol in PROTOCOLS:
             view = norm.single_clip(val.inputs) if protocol == SINGLE_CLIP else norm.speaker_adapted(val.inputs, val.actors)
-            fusion[protocol] = fit_fusion(method, branch_probs(view), val.labels)
+            fusion[protocol], calibration[protocol] = fit_fusion(method, branch_probs(view), val.labels)
 
     def predict(inputs, protocol):
         probs = branch_probs(inputs)
-        return fuse_any(probs, fusion[protocol]) if fusion else probs[0]
+        return fuse(probs, fusion[protocol]) if fusion else probs[0]
 
     name = f"baseline_{feature_set}_{classifier}"
     test_probs = protocol_probabilities(predict, norm, test)
@@ -168,10 +166,13 @@ def run_baseline(cfg: dict, split_cfg: dict, train_cfg: dict, feature_set: str, 
               "modality": modality({name: infos[name] for name in data.inputs}), "inputs": list(data.inputs),
               "weights": weights_used, "test_actors": sorted(int(a) for a in np.unique(test.actors)),
               "classifier": classifier, "features": feature_set, "normalization": mode,
-              "best_params": {"+".join(names): readable_params(search.best_params_, layer_sets(cfg, names, infos))
+              "best_params": {"+".join(names): readable_params(search.best_params_,
+                                                               layer_sets(cfg, names, infos, classifier))
                               for names, search, _, _ in fitted},
               "fusion": method if fusion else None,
-              "fusion_weights": {p: fusion_record(w, list(data.inputs)) for p, w in fusion.items()},
+              "fusion_weights": {p: dict(zip(data.inputs, np.round(w, 3).tolist())) for p, w in fusion.items()},
+              **({"fusion_calibration": {p: {k: dict(zip(data.inputs, np.round(v, 3).tolist())) for k, v in c.items()}
+                                         for p, c in calibration.items()}} if method == "calibrated" and fusion else {}),
               "cv_fold_actors": fitted[0][1].cv.fold_actors_, "probabilities": fitted[0][3],
               "train_actors": sorted(int(a) for a in np.unique(train.actors)), "n_train": int(len(train.labels)),
               "val": {p: round(float((val_probs[p].argmax(1) == val.labels).mean()), 4) for p in PROTOCOLS},

@@ -12,11 +12,10 @@ import numpy as np
 
 from .crop import crop_face
 from .decode import read_samples
-from .detect import Box, Face, detect_faces, detect_near
+from .detect import Face, detect_faces, detect_near
 from .track import fill_missing_boxes, fill_nearest, track_faces
 
 Detect = Callable[[list[np.ndarray]], list[Face | None]]
-Near = Callable[[list[np.ndarray], list[Box]], list[Face | None]]
 
 
 @dataclass
@@ -36,18 +35,29 @@ class FaceTrack:
         return sum(self.detected) / len(self.detected) if self.detected else 0.0
 
 
-def crop_frames(frames: list[np.ndarray], cfg: dict, detect: Detect | None = None,
-                near: Near | None = None) -> FaceTrack:
-    """Crops, boxes, detection flags and landmarks of a list of sampled frames (config: params.yaml `faces`).
-    `detect` and `near` replace the configured detector's calls (stream mode remembers their answers)."""
+def find_faces(frames: list[np.ndarray], cfg: dict, detect: Detect | None = None
+               ) -> tuple[list[Face | None], list[bool], int]:
+    """The face of each sampled frame with the configured detector, tracked (`track_step`, `track_iou`):
+    faces, which were found near a predicted box, frames the detector saw in full. `detect` replaces the
+    detector's full-frame call (stream mode answers from its own memory for a frame it has seen)."""
     detect = detect or (lambda batch: detect_faces(batch, cfg))
-    near = near or (lambda batch, boxes: detect_near(batch, boxes, cfg))
-    faces, tracked, calls = track_faces(frames, detect, cfg.get("track_step", 1), cfg.get("track_iou", 0.7), near)
+    return track_faces(frames, detect, cfg.get("track_step", 1), cfg.get("track_iou", 0.7),
+                       lambda batch, boxes: detect_near(batch, boxes, cfg))
+
+
+def crops_of(frames: list[np.ndarray], faces: list[Face | None], cfg: dict, tracked=None, calls: int = 0) -> FaceTrack:
+    """The crops of the frames around their faces; a frame without one takes the nearest frame's box."""
     boxes = fill_missing_boxes([f.box if f else None for f in faces])
     landmarks = fill_nearest([f.landmarks if f else None for f in faces])
     crops = np.stack([crop_face(f, b, m, cfg) for f, b, m in zip(frames, boxes, landmarks)])
     return FaceTrack(crops, boxes, [f is not None for f in faces], info={"detector_frames": calls},
-                     landmarks=landmarks, tracked=tracked)
+                     landmarks=landmarks, tracked=list(tracked or [False] * len(frames)))
+
+
+def crop_frames(frames: list[np.ndarray], cfg: dict) -> FaceTrack:
+    """Crops, boxes, detection flags and landmarks of a list of sampled frames (config: params.yaml `faces`)."""
+    faces, tracked, calls = find_faces(frames, cfg)
+    return crops_of(frames, faces, cfg, tracked, calls)
 
 
 def crop_faces(video: Path, cfg: dict) -> FaceTrack:

@@ -3,6 +3,7 @@ read once as the pipeline reads it, or a live ffmpeg pipe filled by a thread).""
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -17,12 +18,15 @@ from .inputs import AudioTrack, check_input, read_audio
 from .predictor import Predictor
 
 
+MAX_HELD_S = 30.0  # a live pipe stops reading while this much audio waits for the windows (memory bound)
+
+
 class AudioFeed:
     """Mono samples of the source at the model's rate: a whole file read once as the pipeline reads it
     (inputs.read_audio: extract_audio + load_wav), or a live ffmpeg pipe filled by a thread (decode_audio's
     output options; no 16-bit WAV step). Samples are addressed by their index since the start; the windows
     discard what no later window needs (`discard_before`), so a live feed holds a few seconds whatever
-    it lasts, and each window joins only its own chunks."""
+    it lasts (never over MAX_HELD_S: the pipe waits), and each window joins only its own chunks."""
 
     def __init__(self, rate: int, status: str = "ok", samples: np.ndarray | None = None, rms_dbfs=None):
         self.rate, self.status, self.rms_dbfs = rate, status, rms_dbfs
@@ -33,6 +37,7 @@ class AudioFeed:
         self._lock = threading.Lock()
         self.done = samples is not None or status != "pending"
         self._process = None
+        self._closed = False
 
     @classmethod
     def from_file(cls, path: Path, rate: int) -> "AudioFeed":
@@ -52,6 +57,8 @@ class AudioFeed:
     def _pump(self) -> None:
         leftover = b""
         while True:
+            while self.held() > MAX_HELD_S * self.rate and not self._closed:
+                time.sleep(0.01)  # a source faster than real time waits for the windows to catch up
             data = self._process.stdout.read(16384)
             if not data:
                 break
@@ -105,6 +112,7 @@ class AudioFeed:
                 self._first += len(self._chunks.popleft())
 
     def close(self) -> None:
+        self._closed = True
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
 

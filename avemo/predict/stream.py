@@ -1,11 +1,11 @@
 """Sliding-window prediction for long videos, cameras and streams.
 
 A reader thread decodes every frame (`grab`) but converts and queues only the frames the windows sample;
-the main thread crops each window's frames as the faces stage crops a clip's (detector, tracking, align:
-avemo.faces.clip.crop_frames), embeds the crops and predicts each window as soon as its frames (and audio)
-are in. Frames are sampled on one grid: window k takes `n_frames` grid points spread over `window_s`
-exactly as avemo.faces.sampling.sample_indices spreads them over a clip, and consecutive windows share
-points, so each sampled frame is detected in full, and each crop embedded, once whatever the overlap.
+the main thread finds and crops their faces as the faces stage does a clip's (detector, tracking, align:
+avemo.faces.clip, the stream being the clip), embeds the crops and predicts each window as soon as its
+frames (and audio) are in. Frames are sampled on one grid: window k takes `n_frames` grid points spread
+over `window_s` exactly as avemo.faces.sampling.sample_indices spreads them over a clip, and consecutive
+windows share points, so each sampled frame is detected, and each crop embedded, once whatever the overlap.
 
 The grid and the windows are in avemo.predict.window, opening the video and audio of the source in
 avemo.predict.sources, the per-frame rows and the aggregated answer in avemo.predict.timeline.
@@ -88,11 +88,15 @@ def _reader(capture, grid: Grid, q: queue.Queue, stop: threading.Event, live: bo
         _put(q, (None, index), False, stats, stop)
 
 
-def _wait_for_audio(audio: AudioFeed | None, seconds: float, timeout: float = 5.0) -> None:
-    """A live pipe may still be delivering the audio of the last frames: wait for it, a little."""
-    deadline = time.perf_counter() + timeout
+def _wait_for_audio(audio: AudioFeed | None, seconds: float, on_wait, timeout: float = 5.0) -> None:
+    """A live pipe may still be delivering the audio of the last frames: wait for it, a little, predicting
+    the windows whose audio is in meanwhile (`on_wait`; that frees the feed's bounded buffer)."""
+    deadline, received = time.perf_counter() + timeout, -1
     while (audio is not None and not audio.done and audio.available() < seconds * audio.rate
            and time.perf_counter() < deadline):
+        if audio.available() > received:  # still coming: wait on
+            received, deadline = audio.available(), time.perf_counter() + timeout
+        on_wait()
         time.sleep(0.02)
 
 
@@ -162,7 +166,7 @@ def run_stream(source, predictor: Predictor, window_s: float | None = None, hop_
 
     try:
         _consume(q, state, stats, emit)
-        _wait_for_audio(audio, stats["frames"] / grid.fps)
+        _wait_for_audio(audio, stats["frames"] / grid.fps, lambda: emit(state.ready_windows()))
         emit(state.ready_windows(final=True))
     except KeyboardInterrupt:
         notes.append("stopped by Ctrl-C")

@@ -1,7 +1,8 @@
 """The sliding windows: one frame grid shared by all windows, the windows' results, and the state that
-predicts each window as soon as its frames and audio are in. A window's sampled frames are cropped by the
-faces stage's own path (avemo.faces.clip.crop_frames: detector, tracking, align), as a clip of those frames
-would be; a frame's full detection and a crop's embedding are computed once whatever the overlap."""
+predicts each window as soon as its frames and audio are in. The sampled frames' faces are found and
+cropped by the faces stage's own path (avemo.faces.clip: detector, tracking every `track_step` points,
+nearest box, align), the stream being the clip; each frame is detected and each crop embedded once
+whatever the overlap."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ import numpy as np
 
 from ..audio import fix_length
 from ..errors import StageError
-from ..faces.clip import crop_frames
-from ..faces.detect import detect_faces, detect_near
+from ..faces.clip import crops_of, find_faces
+from ..faces.detect import detect_faces
 from .output import probability_dict
 from .predictor import Predictor, needs_modality
 
@@ -112,30 +113,47 @@ class Point:
     embedded: dict = None  # crop bytes -> the model's per-frame inputs (embedding, crop read back), made once
 
 
-class RememberedDetector:
-    """The configured detector's answers per sampled frame: overlapping windows detect a frame in full once."""
+class StreamFaces:
+    """The faces of the stream's sampled points, found as the faces stage finds a clip's (avemo.faces.clip:
+    the checkpoint's detector, tracked every `track_step` points), the whole stream being the clip: points
+    are taken in runs of `track_step`, both ends of a run detected in full, the points between searched near
+    the box interpolated between the ends. A point's face, so its crop, is the same in every window that
+    samples it, and each frame is detected once whatever the overlap."""
 
     def __init__(self, cfg: dict):
-        self.cfg, self.full, self.near = cfg, {}, {}
+        self.cfg, self.step = cfg, max(1, int(cfg.get("track_step", 1)))
+        self.found: dict[int, object] = {}  # point -> Face or None
+        self.anchor: tuple[int, np.ndarray] | None = None  # the last run's end (point, frame): the next run's start
 
-    def detect(self, frames: list[np.ndarray]) -> list:
-        todo = [f for f in frames if id(f) not in self.full]
-        for frame, face in zip(todo, detect_faces(todo, self.cfg) if todo else []):
-            self.full[id(frame)] = face
-        return [self.full[id(f)] for f in frames]
+    def track(self, frame_of, upto: int, final: bool = False) -> None:
+        """Every run whose points (< `upto`) are all in; with `final`, the last, shorter one too."""
+        while True:
+            start, last = self.anchor[0] if self.anchor else 0, upto - 1
+            if last < start or (last == start and self.anchor):
+                return  # nothing new
+            end = start + self.step
+            if end > last:
+                if not final:
+                    return
+                end = last
+            self._run(start, end, frame_of)
 
-    def detect_near(self, frames: list[np.ndarray], boxes: list) -> list:
-        keys = [(id(f), tuple(b)) for f, b in zip(frames, boxes)]
-        todo = [(f, b, k) for f, b, k in zip(frames, boxes, keys) if k not in self.near]
-        if todo:
-            found = detect_near([f for f, _, _ in todo], [b for _, b, _ in todo], self.cfg)
-            self.near.update({k: face for (_, _, k), face in zip(todo, found)})
-        return [self.near[k] for k in keys]
+    def _run(self, start: int, end: int, frame_of) -> None:
+        frames = [self.anchor[1] if self.anchor else frame_of(start)] + [frame_of(j) for j in range(start + 1, end + 1)]
+        known = self.found.get(start) if self.anchor else None
 
-    def forget(self, frame: np.ndarray) -> None:
-        self.full.pop(id(frame), None)
-        for key in [k for k in self.near if k[0] == id(frame)]:
-            del self.near[key]
+        def detect(batch):  # the run's start was detected as the previous run's end
+            todo = [f for f in batch if not (self.anchor and f is frames[0])]
+            found = iter(detect_faces(todo, self.cfg) if todo else [])
+            return [known if self.anchor and f is frames[0] else next(found) for f in batch]
+
+        faces, _, _ = find_faces(frames, {**self.cfg, "track_step": self.step}, detect)
+        self.found.update(zip(range(start, end + 1), faces))
+        self.anchor = (end, frames[-1])
+
+    def forget_before(self, point: int) -> None:
+        for j in [j for j in self.found if j < point and (not self.anchor or j != self.anchor[0])]:
+            del self.found[j]
 
 
 class WindowPredictor:
@@ -148,17 +166,18 @@ class WindowPredictor:
         # speaker statistics: fixed enrolment clips (--enroll) and/or the windows already seen (--adapt)
         self.enrolment, self.adapt, self.history = enrolment, adapt, []
         self.faces = predictor.faces
-        self.detector = RememberedDetector(self.faces)  # the faces stage's (faces.detector of the checkpoint)
+        self.tracker = StreamFaces(self.faces)  # the faces stage's detector (faces.detector of the checkpoint)
         self.points: dict[int, Point] = {}
         self.detections: dict[int, tuple | None] = {}  # frame index -> the face found there (None: none)
         self.next_j = 0  # grid points filled so far
         self.next_k = 0  # next window to predict
 
     def add_frame(self, index: int, frame: np.ndarray) -> None:
-        """One sampled frame: fill the grid points due (its face is found with the window's other frames)."""
+        """One sampled frame: fill the grid points due, and find the faces of the runs it completes."""
         while self.grid.frame(self.next_j) <= index:
             self.points[self.next_j] = Point(index, frame, {})
             self.next_j += 1
+        self.tracker.track(lambda j: self.points[j].frame, self.next_j)
 
     def skip_frames(self, frames_seen: int) -> None:
         """Without detection (audio model, no --annotate) grid points just follow the decoded frames."""
@@ -167,12 +186,11 @@ class WindowPredictor:
             self.next_j += 1
 
     def window_faces(self, js: list[int]):
-        """The face track of a window's points: crops and detection flags, as the faces stage's on a clip of
-        those frames (None without detection)."""
+        """The face track of a window's points: crops around each point's face (the nearest point's where it
+        has none), detection flags (None without detection)."""
         if not js or self.points[js[0]].frame is None:
             return None
-        track = crop_frames([self.points[j].frame for j in js], self.faces, self.detector.detect,
-                            self.detector.detect_near)
+        track = crops_of([self.points[j].frame for j in js], [self.tracker.found[j] for j in js], self.faces)
         for j, box, found in zip(js, track.boxes, track.detected):
             self.detections[self.points[j].index] = box if found else None
         return track
@@ -185,7 +203,8 @@ class WindowPredictor:
         return start, start + min(length, window)
 
     def _ready(self, k: int) -> bool:
-        if self.grid.points(k)[-1] >= self.next_j:
+        last = self.grid.points(k)[-1]
+        if last >= self.next_j or (self.detect and last not in self.tracker.found):
             return False
         if self.audio is None or self.audio.done:
             return True
@@ -193,6 +212,8 @@ class WindowPredictor:
 
     def ready_windows(self, final: bool = False) -> list[Window]:
         out = []
+        if final and self.detect:
+            self.tracker.track(lambda j: self.points[j].frame, self.next_j, final=True)
         while self._ready(self.next_k):
             out.append(self.predict_window(self.next_k))
             self.next_k += 1
@@ -200,9 +221,8 @@ class WindowPredictor:
             out.append(self.predict_window(0))
             self.next_k = 1
         for j in [j for j in self.points if j < self.next_k * self.grid.step]:
-            if self.points[j].frame is not None:
-                self.detector.forget(self.points[j].frame)
             del self.points[j]  # no later window uses them
+        self.tracker.forget_before(self.next_k * self.grid.step)
         if self.audio is not None and self.audio.status == "ok" and (self.predictor.uses_audio or self.fallback):
             self.audio.discard_before(self._audio_span(self.next_k)[0])  # nor these samples
         return out

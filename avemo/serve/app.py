@@ -3,7 +3,7 @@
     GET  /                      the page (static/index.html, app.js, style.css)
     GET  /api/model             the loaded model
     POST /api/jobs              multipart: file, enrol (0+ other clips of the person), annotate -> {id}
-    GET  /api/jobs/{id}         state, answers made ready to show, error
+    GET  /api/jobs/{id}[?wait=S] state, answers made ready to show, error (wait: until answered, S s at most)
     GET  /api/jobs/{id}/{name}  input, result.json/.csv, adapted.json/.csv, annotated.mp4
 
 FastAPI's own documentation pages load their scripts from a CDN, so they are off."""
@@ -149,8 +149,11 @@ def create_app(settings: Settings) -> FastAPI:
         return job
 
     @app.get("/api/jobs/{job_id}")
-    def status(job_id: str):
+    def status(job_id: str, wait: float = 0.0):
+        """`?wait=S`: answer when the job is answered or failed, or after S seconds (30 at most)."""
         job = find(job_id)
+        if wait > 0:
+            job.finished.wait(min(wait, 30.0))
         return {**job_view(job.status()), "position": state["jobs"].position(job)}
 
     @app.get("/api/jobs/{job_id}/{name}")

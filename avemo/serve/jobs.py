@@ -39,7 +39,8 @@ class Job:
     submitted: float = field(default_factory=time.perf_counter)
     answered: float | None = None
     progress: float | None = None  # a long file: seconds of it analysed so far
-    pending: object = None  # what the annotated video draws (work.Prediction), once answered
+    pending: object = None
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)  # answered or failed  # what the annotated video draws (work.Prediction), once answered
 
     def shown(self, text: str) -> str:
         """A message or value with this machine's paths replaced by the client's file names."""
@@ -131,6 +132,7 @@ class JobQueue:
             except Exception as err:  # the server keeps serving whatever one file does
                 job.error, job.state = f"{job.input}: {type(err).__name__}: {err}", "failed"
             job.answered = time.perf_counter()
+            job.finished.set()
             if job.state == "done" and job.annotate:
                 job.video = "drawing"
                 try:

@@ -161,7 +161,7 @@ function swapToAnnotated(status) {
 }
 
 async function poll(id) {
-  const r = await fetch(`/api/jobs/${id}`);
+  const r = await fetch(`/api/jobs/${id}?wait=1`);  // the reply comes as soon as the job is answered
   const status = await r.json();
   if (!r.ok) { showError(status.detail || r.statusText); $("status").textContent = ""; return; }
   if (status.state === "queued") {
@@ -182,7 +182,7 @@ async function poll(id) {
     if (status.video === "ready" && !$("video").dataset.annotated) swapToAnnotated(status);
     if (status.video !== "drawing") return;
   }
-  setTimeout(() => poll(id), 400);
+  setTimeout(() => poll(id), status.state === "done" ? 400 : 20);
 }
 
 async function submit(event) {
