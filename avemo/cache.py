@@ -9,6 +9,7 @@ payload file) and the payload files. The key is the sha256 of
   - the clip file's bytes and size (never its name or modification time),
   - the stage's output-relevant parameters,
   - the source of the code that computes the result and the versions of the libraries it calls,
+  - the CPU kernel settings of avemo/cpu.py (pinned at AVX2 or not),
 so a changed clip, parameter, code file or library version simply misses. Entries are written to a
 `.tmp-*` directory and renamed into place; an entry that is missing a file, fails its checksums or
 cannot be parsed is deleted and recomputed, never trusted. Deleting the whole cache is always safe.
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from .cpu import settings as kernel_settings
 from .io import remove_stale_temporaries, write_bytes, write_json
 
 FORMAT = 1  # bump to invalidate every entry written by an older layout
@@ -67,7 +69,8 @@ class ClipCache:
         for path in sorted(map(Path, code), key=lambda p: p.name):
             code_hash.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         self.context = json.dumps({"format": FORMAT, "stage": stage, "params": params,
-                                   "code": code_hash.hexdigest(), "extra": extra or {}},
+                                   "code": code_hash.hexdigest(), "extra": extra or {},
+                                   "kernels": kernel_settings()},  # the CPU kernels pinned or not (avemo/cpu.py)
                                   sort_keys=True, default=str)
         self.hits = self.misses = self.rejected = self.store_failures = 0
         self.leftovers_removed = 0

@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 import platform
 
-# The AVX2 level of every library on the encoders' and face detector's paths (docs/reproducibility.md).
+# The AVX2 level of every library on the stages' paths; each one measured to change some encoder's bytes on
+# an AVX-512 CPU when left to the library (benchmarks/cpu_pin.py --ablation; docs/reproducibility.md).
 PIN = {
-    "ATEN_CPU_CAPABILITY": "avx2",        # PyTorch's own vectorised kernels (else AVX-512 where offered)
-    "ONEDNN_MAX_CPU_ISA": "AVX2",         # oneDNN: PyTorch's convolutions, CTranslate2's matrix products
-    "CT2_FORCE_CPU_ISA": "AVX2",          # CTranslate2's kernels (the Whisper encoder)
-    "CT2_USE_MKL": "0",                   # CTranslate2 takes MKL on Intel CPUs only, oneDNN elsewhere: oneDNN everywhere
-    "MKL_CBWR": "COMPATIBLE",             # MKL (PyTorch's matrix products): one code path on Intel and AMD
-    "OPENBLAS_CORETYPE": "Haswell",       # numpy's OpenBLAS: its AVX2 kernels (else SkylakeX, Zen... by CPU)
-    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's own SIMD loops: none beyond AVX2
+    "ATEN_CPU_CAPABILITY": "avx2",        # PyTorch's own vectorised kernels (whisper_layers)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",         # oneDNN: PyTorch's convolutions, CTranslate2's matrix products (fer, whisper)
+    "CT2_FORCE_CPU_ISA": "AVX2",          # CTranslate2's own kernels (whisper)
+    "CT2_USE_MKL": "0",                   # CTranslate2 takes MKL on Intel CPUs only: oneDNN everywhere
+    "MKL_CBWR": "COMPATIBLE",             # MKL (PyTorch's matmuls): one branch on Intel and AMD (whisper_layers)
+    "OPENBLAS_CORETYPE": "Haswell",       # numpy's OpenBLAS: AVX2 kernels, not SkylakeX's (whisper's log-mel)
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's own SIMD loops: none beyond AVX2 (log-mel)
 }
 SWITCH = "AVEMO_CPU_PIN"
 
@@ -42,6 +43,11 @@ def pin(environ=os.environ) -> dict[str, str]:
     added = {key: value for key, value in PIN.items() if key not in environ}
     environ.update(added)
     return added
+
+
+def settings() -> dict[str, str | None]:
+    """The pin variables in effect (None: unset), for caches whose results depend on them."""
+    return {key: os.environ.get(key) for key in PIN}
 
 
 pin()

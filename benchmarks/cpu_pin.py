@@ -8,7 +8,7 @@ variables act when the libraries load):
   free              AVEMO_CPU_PIN=0: each library's own choice on this CPU
   free-avx2-cpu     AVEMO_CPU_PIN=0 on the simulated AVX2-only CPU
 
-Speed: the faces stage's per-clip work (avemo.faces.stage.process_clip: decode, MTCNN, crops, strip) and
+Speed: the faces stage's per-clip work (avemo.faces.crop_clips.process_clip: decode, MTCNN, crops, strip) and
 the encoders' (avemo.preprocess, as the encode stages run it), one torch thread, models loaded once, one
 warm-up clip not timed, over the inputs of N clips of the embedded sample, made
 by the real download, extract_audio and faces stages; the environments alternate for --rounds rounds and
@@ -152,14 +152,14 @@ from avemo.audio import load_wav
 from avemo.encoders.registry import load_encoder, modality_of
 from avemo.io import load_params, read_json
 from avemo.preprocess import audio_inputs, audio_window, face_inputs
-from avemo.video import load_strip
+from avemo.faces.strip import load_strip
 torch.set_num_threads(1)
 name, project = sys.argv[1], Path(sys.argv[2])
 params = load_params(path=project / "params.yaml")
 modality = "faces" if name == "faces" else modality_of(name)
 if modality == "faces":
     import tempfile
-    from avemo.faces.stage import process_clip
+    from avemo.faces.crop_clips import process_clip
     out = Path(tempfile.mkdtemp())
     (out / "strips").mkdir()
     inputs = sorted((project / "data" / "raw" / "clips").glob("*.mp4"))
@@ -200,7 +200,7 @@ def speed(project: Path, encoders, env_names, rounds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoders", nargs="+", default=["fer", "imagenet", "whisper"])
+    parser.add_argument("--encoders", nargs="+", default=["fer", "imagenet", "whisper", "whisper_layers"])
     parser.add_argument("--clips", type=int, default=8, help="clips of actor 01 of the embedded sample")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-bytes", action="store_true", help="speed only")

@@ -48,6 +48,17 @@ def test_pin_sets_only_what_is_unset_and_can_be_switched_off():
     assert {k: environ[k] for k in PIN} == {**PIN, "ATEN_CPU_CAPABILITY": "default"}
 
 
+def test_a_per_clip_cache_entry_made_under_other_kernel_settings_misses(tmp_path, monkeypatch):
+    from avemo.cache import ClipCache
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF....WAVEfmt ")
+    pinned = ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip)
+    assert ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip) == pinned
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # as under AVEMO_CPU_PIN=0
+    assert ClipCache(tmp_path / "cache", "encode_fer", {"zoom": 0.65}).key(clip) != pinned
+
+
 def torch_capability(*code: str, **env) -> str:
     done = subprocess.run([sys.executable, "-c", "; ".join([*code, "import torch",
                                                             "print(torch.backends.cpu.get_cpu_capability())"])],
@@ -62,15 +73,18 @@ def test_importing_avemo_caps_torch_at_avx2_unless_switched_off():
     assert torch_capability("import avemo", AVEMO_CPU_PIN="0") == torch_capability()
 
 
+ENCODERS = ("fer", "whisper", "whisper_layers")  # the ones whose bytes follow the CPU when unpinned (imagenet's do not)
+
+
 @pytest.mark.slow
 def test_stage_outputs_do_not_depend_on_what_the_cpu_offers(tmp_path):
     """The real faces and encode stages on 4 clips of the embedded sample, in processes that see this CPU
     or, through every library's own variable, a CPU without AVX-512: the same bytes when pinned. Without
-    the pin the FER and Whisper features differ on an AVX-512 CPU, so the comparison can fail."""
+    the pin each of these encoders' features differ on an AVX-512 CPU, so the comparison can fail."""
     project = cpu_pin.make_project(tmp_path / "project", clips=4, n_frames=4)
-    pinned = cpu_pin.compare_bytes(project, ["fer", "whisper"], ["pinned", "pinned-avx2-cpu"])
-    assert {stage: entry["same"] for stage, entry in pinned.items()} == {"faces": True, "fer": True, "whisper": True}
+    pinned = cpu_pin.compare_bytes(project, ENCODERS, ["pinned", "pinned-avx2-cpu"])
+    assert {stage: entry["same"] for stage, entry in pinned.items()} == {s: True for s in ("faces", *ENCODERS)}
     if "avx512f" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("this CPU offers no AVX-512: the unpinned control would compare like with like")
-    free = cpu_pin.compare_bytes(project, ["fer", "whisper"], ["free", "free-avx2-cpu"], faces=False)
-    assert not all(entry["same"] for entry in free.values()), free
+    free = cpu_pin.compare_bytes(project, ENCODERS, ["free", "free-avx2-cpu"], faces=False)
+    assert {stage: entry["same"] for stage, entry in free.items()} == {s: False for s in ENCODERS}

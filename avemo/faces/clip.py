@@ -1,7 +1,7 @@
 """A clip's face track, the one crop path of the faces stage, `predict` and stream mode: sampled frames ->
 the largest face of each with the configured detector (`faces.detector`, Haar when a configuration has no
 such key), tracked between sampled frames (`track_step`), the nearest detection for frames without a
-face, crops with `margin`, `size` and `align` (avemo.faces.crop.crop_face)."""
+face, crops with `margin`, `crop_px` and `align` (avemo.faces.crop.crop_face)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
