@@ -328,13 +328,14 @@ def test_a_20_second_file_gets_a_timeline_chart_that_seeks_the_video(browser, se
 
     upload(browser, server, long_file, "#timeline")
     assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
-    lines = browser.find_elements(By.CSS_SELECTOR, "#chart polyline.series")
-    assert sorted(line.get_attribute("data-class") for line in lines) == sorted(EMOTIONS)
-    assert all(len(line.get_attribute("points").split()) > 20 for line in lines)  # a window every 0.375 s
+    wait_for_video(browser)  # the chart is drawn again when the annotated video's metadata arrives
+    series = browser.execute_script(  # read in one call: a redraw between two reads would leave stale elements
+        "return [...document.querySelectorAll('#chart polyline.series')]"
+        ".map(l => [l.dataset.class, l.getAttribute('points').split(' ').filter(Boolean).length])")
+    assert sorted(name for name, _ in series) == sorted(EMOTIONS)
+    assert all(points > 20 for _, points in series)  # a window every 0.375 s
     rows = server.get(f"/api/jobs/{job_id(browser)}/result.csv").decode().splitlines()
-    assert rows[0].startswith("window,start_s,end_s,time_s,label") and len(rows) - 1 == len(
-        lines[0].get_attribute("points").split())
-    wait_for_video(browser)
+    assert rows[0].startswith("window,start_s,end_s,time_s,label") and len(rows) - 1 == series[0][1]
     chart = browser.find_element(By.ID, "chart")
     # Selenium's offsets are from the element's centre: a click at a quarter of the chart's width, which is
     # 22 % of the plot's time axis (the axis starts 36 of 900 units from the left)
