@@ -7,26 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..calibration import fit_temperature
+
 EPS = 1e-9
 MAX_WEIGHT = 10.0
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-
-
-def mean_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(log_softmax(logits)[np.arange(len(labels)), labels].mean())
-
-
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T that maximises the validation log-likelihood of softmax(log p / T), 0.05 <= T <= 20."""
-    from scipy.optimize import minimize_scalar
-
-    logs = np.log(np.asarray(probs, dtype=np.float64) + EPS)
-    found = minimize_scalar(lambda t: -mean_log_likelihood(logs / np.exp(t), labels),
-                            bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(found.x))
 
 
 def fit_weights(logs: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
@@ -60,7 +48,3 @@ def fuse_calibrated(probs: list[np.ndarray], fusion: dict) -> np.ndarray:
     logs = [log_softmax(np.log(p + EPS) / t) for p, t in zip(probs, fusion["temperatures"])]
     return np.exp(log_softmax(sum(w * lp for w, lp in zip(fusion["weights"], logs))))
 
-
-def calibrated_branch(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """One branch alone, calibrated (what answers when the other input is missing)."""
-    return np.exp(log_softmax(np.log(probs + EPS) / temperature))
