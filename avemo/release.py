@@ -4,8 +4,8 @@ branch per input combination (audio+video, video, audio) so that it answers from
 
 Fitting one model (`fit_release`), given its validation actors:
 1. each encoder's logistic regression is grid-searched by actor (GroupKFold) on the other actors;
-2. on the validation actors, per branch and protocol: the fusion weights of its encoders (validation
-   accuracy) and a temperature (validation log-likelihood);
+2. on the validation actors, per branch and protocol: the fusion weights of its encoders (`baselines.fusion`:
+   grid or calibrated) and a temperature of the fused probabilities (validation log-likelihood);
 3. each regression is refitted with its chosen C on all actors (training and validation).
 The released model is fitted on every actor (validation actors drawn among them); its accuracy and
 calibration come from the same procedure cross-validated by actor (`cross_validate`): every fold's test
@@ -19,7 +19,7 @@ import numpy as np
 from .baselines.features import matrix
 from .baselines.fit import class_probabilities
 from .baselines.bundle import bundle_classifier, fuse
-from .baselines.fit_and_score import best_weights, fit_one, layer_sets, readable_params, training_matrix
+from .baselines.fit_and_score import fit_fusion, fit_one, layer_sets, readable_params, training_matrix
 from .calibration import ECE_BINS, fit_temperature, reliability, reliability_diagram
 from .cv import fold_split, pick_val_actors
 from .errors import ParamError
@@ -64,6 +64,7 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
     val = data.subset(val_actors)
     seed, mode = int(train_cfg.get("seed", 0)), train_cfg.get("normalization", "enrolment")
     prior_clips = train_cfg.get("prior_clips", 2.0)
+    method = baselines_cfg.get("fusion", "grid")
     norm = ProtocolNormalizer.fit(train.inputs, prior_clips)
     searches = {}
     for name in names:
@@ -74,7 +75,7 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
                      for name in names} for p in PROTOCOLS}
     branches = {}
     for branch, inputs in branches_of(names).items():
-        weights = {p: best_weights([val_probs[p][n] for n in inputs], val.labels) for p in PROTOCOLS}
+        weights = {p: fit_fusion(method, [val_probs[p][n] for n in inputs], val.labels)[0] for p in PROTOCOLS}
         temperature = {p: fit_temperature(fuse([val_probs[p][n] for n in inputs], weights[p]), val.labels)
                        for p in PROTOCOLS}
         branches[branch] = {"inputs": inputs, "fusion_weights": {p: w.tolist() for p, w in weights.items()},
