@@ -193,7 +193,8 @@ def build_release(params: dict, data, infos: dict, folds: list[int], log=print) 
     val_actors = pick_val_actors(actors, params["cv"]["val_actors"], params["cv"]["seed"])
     bundle = fit_release(params["baselines"], params["train_defaults"], data, val_actors, infos)
     summary = cv["summary"]["branches"]
-    card = {"name": cfg["name"], "configuration": cfg["baseline"], "licence": LICENCE, "licence_note": LICENCE_NOTE,
+    card = {"name": cfg["name"], "configuration": cfg["baseline"], "fusion": params["baselines"].get("fusion", "grid"),
+            "licence": LICENCE, "licence_note": LICENCE_NOTE,
             "data": data_description(params["data"], data), "data_source": params["data"].get("source"),
             "actors": actors, "clips": int(len(data.labels)),
             "clips_per_emotion": {e: int((data.labels == i).sum()) for i, e in enumerate(EMOTIONS)},
@@ -242,7 +243,8 @@ def card_markdown(card: dict) -> str:
              f"**What it is.** Late fusion of one logistic regression per frozen pretrained encoder "
              f"(`{card['configuration']}`), answering from whatever a file has: "
              + ", ".join(f"**{b}** ({' + '.join(s['inputs'])})" for b, s in card["branches"].items())
-             + ". Confidences are temperature-scaled per branch and protocol.", "",
+             + f". Encoders fused by `{card['fusion']}` late fusion (`baselines.fusion`); confidences are "
+             "temperature-scaled per branch and protocol.", "",
              f"**Training data.** {card['data']} (source: `{card['data_source']}`); actors "
              f"{', '.join(map(str, card['actors']))}; clips per emotion: "
              + ", ".join(f"{e} {n}" for e, n in card["clips_per_emotion"].items())

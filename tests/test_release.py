@@ -101,6 +101,7 @@ def test_the_release_stage_on_a_handful_of_actors_writes_a_model_predict_warns_a
     figures = read_json(metrics)
     assert figures["accuracy"]["folds"] == 3 and set(figures["ece"]) == {"audio+video", "video", "audio"}
     card = read_json(out / "model_card.json")
+    assert card["fusion"] == params["baselines"]["fusion"] and f"`{card['fusion']}` late fusion" in (out / "MODEL_CARD.md").read_text()
     assert [f["fold"] for f in card["cross_validation"]["folds"]] == [0, 3, 4]
     for fold in card["cross_validation"]["folds"]:  # test actors never among those that chose anything
         assert not set(fold["test_actors"]) & set(fold["val_actors"])
