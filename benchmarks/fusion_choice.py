@@ -61,7 +61,20 @@ def branch_probs(fold, protocol, name, x, parts, actors, y, cache, suffix=""):
     return cached(cache, f"{fold}-{protocol}-{name}{suffix}", compute)
 
 
-def run_fold(fold, data, labels, actors, cache) -> dict:
+def extra_branches(specs: list[str], clips: list[str]) -> dict[str, dict]:
+    """NAME=FILE.npz: a video branch's probabilities from a face-side benchmark (keys f{fold}_{protocol}_val /
+    _test, rows in sorted-clip order of each part, and `clips`), fused here with the audio branch."""
+    out = {}
+    for spec in specs:
+        name, path = spec.split("=", 1)
+        with np.load(path) as arrays:
+            if [str(c) for c in arrays["clips"]] != clips:
+                raise SystemExit(f"{path}: its clips are not this data's {len(clips)} clips")
+            out[name] = {k: arrays[k] for k in arrays.files if k != "clips"}
+    return out
+
+
+def run_fold(fold, data, labels, actors, cache, extra=None) -> dict:
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     if split is None:
         return {}
@@ -77,9 +90,15 @@ def run_fold(fold, data, labels, actors, cache) -> dict:
     out = {"fold": fold, **split, "layers": choice["layers"], "protocols": {}}
     for protocol in PROTOCOLS:
         probs = {n: branch_probs(fold, protocol, n, x, parts, actors, y, cache, sfx) for n, (x, sfx) in inputs.items()}
+        for name, arrays in (extra or {}).items():
+            probs[name] = {part: arrays[f"f{fold}_{protocol}_{part}"] for part in ("val", "test")}
         row = {"branches": {n: {"val": score(p["val"], y["val"])[0], "test": score(p["test"], y["test"])[0]}
                             for n, p in probs.items()}, "fusion": {}}
-        for combo, names in COMBOS.items():
+        combos = dict(COMBOS)
+        for name in extra or {}:
+            combos |= {f"av_layers_cv_{name}": ["layers_cv", name], f"av_layers_cv_{name}_imagenet": ["layers_cv", name, "imagenet"],
+                       f"av_layers_cv_fer_imagenet_{name}": ["layers_cv", "fer", "imagenet", name]}
+        for combo, names in combos.items():
             val = [probs[n]["val"] for n in names]
             test = [probs[n]["test"] for n in names]
             row["fusion"][combo] = {}
@@ -102,7 +121,7 @@ def pooled(folds: list[dict]) -> dict:
     out = {}
     for protocol in PROTOCOLS:
         out[protocol] = {}
-        for combo in COMBOS:
+        for combo in folds[0]["protocols"][protocol]["fusion"]:
             out[protocol][combo] = {}
             for rule in RULES:
                 rows = [f["protocols"][protocol]["fusion"][combo][rule] for f in folds]
@@ -124,6 +143,7 @@ def main() -> None:
     parser.add_argument("--layers", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--extra", nargs="*", default=[], help="NAME=FILE.npz video branches of the face benchmarks")
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
@@ -134,7 +154,8 @@ def main() -> None:
     ids = [parse_clip_id(c + ".mp4") for c in clips]
     labels, actors = np.array([i.emotion - 1 for i in ids]), np.array([i.actor for i in ids])
     with threadpool_limits(limits=1):
-        folds = [r for f in range(5) if (r := run_fold(f, data, labels, actors, args.cache))]
+        extra = extra_branches(args.extra, clips)
+        folds = [r for f in range(5) if (r := run_fold(f, data, labels, actors, args.cache, extra))]
     result = {"protocol": "sequential_6x4 folds 0-4, cv.seed 0; rules fitted on one pair of a fold's validation "
                           "actors and scored on the other pair (both ways); test figures reported only",
               "pooled": pooled(folds), "folds": folds}
