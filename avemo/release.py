@@ -94,7 +94,14 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
 
 
 def uncalibrated(bundle: dict) -> dict:
-    return {**bundle, "branches": {b: {**s, "temperature": dict.fromkeys(PROTOCOLS, 1.0)}
+    """The bundle without any temperature: each branch's fusion weights scaled to sum to 1 (a weighted geometric
+    mean of its regressions' raw probabilities; calibrated fusion's weights hold its temperatures) and 1 as the
+    branch's temperature. What "before calibration" means in the card."""
+    def plain(weights):
+        return (np.asarray(weights, dtype=float) / np.sum(weights)).tolist()
+
+    return {**bundle, "branches": {b: {**s, "temperature": dict.fromkeys(PROTOCOLS, 1.0),
+                                       "fusion_weights": {p: plain(w) for p, w in s["fusion_weights"].items()}}
                                    for b, s in bundle["branches"].items()}}
 
 

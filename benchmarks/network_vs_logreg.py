@@ -29,9 +29,9 @@ from avemo.cv import fold_split  # noqa: E402
 from avemo.ids import parse_clip_id  # noqa: E402
 from avemo.protocols import SINGLE_CLIP  # noqa: E402
 
-EPOCHS = 60
-WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
-DROPOUTS = (0.2, 0.5)
+EPOCHS = 40
+WEIGHT_DECAYS = (1e-3, 1e-2)
+DROPOUTS = (0.5,)
 
 
 def train_network(hidden: int, x_train, y_train, x_val, y_val, x_test, weight_decay: float, dropout: float, seed=0):
