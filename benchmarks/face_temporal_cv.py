@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_layers_cv import branch_on_val, score, views  # noqa: E402  (the shared protocol of the CV benchmarks)
+from whisper_layers_cv import branch_on_val, cached, score, views  # noqa: E402  (the shared protocol of the CV benchmarks)
 
 from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # noqa: E402
 from avemo.baselines.features import pooled  # noqa: E402
@@ -178,7 +178,8 @@ def train_temporal(name: str, x_train, y_train, x_val, y_val, x_test) -> dict:
 
 # ---------------------------------------------------------------- cross-validation
 
-def fit_fold(fold: int, sequences: dict, pooled_inputs: dict, labels, actors, neural: dict, log) -> tuple[dict, dict]:
+def fit_fold(fold: int, sequences: dict, pooled_inputs: dict, labels, actors, neural: dict, log,
+             cache: Path | None = None) -> tuple[dict, dict]:
     """{protocol: {variant: {"val", "test" probabilities, "C" or "epochs"}}} and the fold's split."""
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     test_mask, val_mask = np.isin(actors, split["test_actors"]), np.isin(actors, split["val_actors"])
@@ -189,21 +190,38 @@ def fit_fold(fold: int, sequences: dict, pooled_inputs: dict, labels, actors, ne
         out[protocol] = {}
         for name, x in pooled_inputs.items():
             part = {p: {"x": x[m], "actors": actors[m]} for p, m in parts.items()}
-            xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
-            out[protocol][name] = branch_on_val(xtr, y["train"], xva, y["val"], xte)
+            def fit_branch(part=part):
+                xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
+                return branch_on_val(xtr, y["train"], xva, y["val"], xte)
+
+            out[protocol][name] = cached(cache, f"{fold}-{protocol}-{name}", fit_branch)
         for name in neural[protocol]:
-            t0 = time.time()
-            part = {p: {"x": sequences["fer"][m], "actors": actors[m]} for p, m in parts.items()}
-            xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
-            out[protocol][name] = train_temporal(name, xtr, y["train"], xva, y["val"], xte)
-            out[protocol][name]["seconds"] = round(time.time() - t0, 1)
+            def fit_temporal(name=name):
+                t0 = time.time()
+                part = {p: {"x": sequences["fer"][m], "actors": actors[m]} for p, m in parts.items()}
+                xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
+                return {**train_temporal(name, xtr, y["train"], xva, y["val"], xte), "seconds": round(time.time() - t0, 1)}
+
+            out[protocol][name] = cached(cache, f"{fold}-{protocol}-{name}", fit_temporal)
         log(f"fold {fold} {protocol}: " + ", ".join(
             f"{n} val {score(r['val'], y['val'])[0]:.3f} test {score(r['test'], y['test'])[0]:.3f}"
             for n, r in out[protocol].items()))
-    return out, {**split, "y": y}
+    return out, {**split, "y": y, "val_actors_of_clips": actors[val_mask]}
 
 
-def add_fusions(found: dict, y: dict) -> None:
+def cross_fitted(val: list[np.ndarray], y_val: np.ndarray, val_actors: np.ndarray) -> np.ndarray:
+    """Validation probabilities of a fusion whose weights never saw the clip: fitted on half of the
+    validation actors, applied to the other half, and the other way round (the in-sample validation
+    accuracy of a fusion fitted there flatters it against a single branch)."""
+    halves = np.isin(val_actors, np.unique(val_actors)[::2])
+    out = np.zeros_like(val[0], dtype=np.float64)
+    for fit_rows in (halves, ~halves):
+        calibrated = fit_calibrated([v[fit_rows] for v in val], y_val[fit_rows])
+        out[~fit_rows] = fuse_calibrated([v[~fit_rows] for v in val], calibrated)
+    return out
+
+
+def add_fusions(found: dict, y: dict, val_actors: np.ndarray) -> None:
     """Calibrated late fusion (fitted on validation) of fer with every other branch, and fer+imagenet with each."""
     branches = [n for n in found if n not in ("fer", "imagenet")]
     combos = {f"fer+{n}": ["fer", n] for n in branches + ["imagenet"]}
@@ -211,9 +229,11 @@ def add_fusions(found: dict, y: dict) -> None:
     for combo, names in combos.items():
         if not all(n in found for n in names):
             continue
-        calibrated = fit_calibrated([found[n]["val"] for n in names], y["val"])
-        found[combo] = {"val": fuse_calibrated([found[n]["val"] for n in names], calibrated),
+        val = [found[n]["val"] for n in names]
+        calibrated = fit_calibrated(val, y["val"])
+        found[combo] = {"val": fuse_calibrated(val, calibrated),
                         "test": fuse_calibrated([found[n]["test"] for n in names], calibrated),
+                        "val_crossfit": cross_fitted(val, y["val"], val_actors),
                         "weights": [round(w, 3) for w in calibrated["weights"]]}
 
 
@@ -226,7 +246,9 @@ def stats(values) -> dict:
 def verdicts(folds: list[dict], protocols) -> dict:
     """Per variant and protocol: val and test accuracy over folds, the change against its reference on each
     (fer for single branches and fer+X fusions, fer+imagenet for fer+imagenet+X), and keep or drop: kept
-    when the single-clip validation accuracy is higher on average AND in at least 3 of the 5 folds."""
+    when the single-clip validation accuracy is higher on average AND in at least 3 of the 5 folds. A
+    fusion's validation accuracy is the cross-fitted one (`val`; `val_in_sample`: weights fitted on the
+    very clips scored)."""
     out = {}
     for name in folds[0]["results"][protocols[0]]:
         reference = "fer+imagenet" if name.startswith("fer+imagenet+") else "fer"
@@ -234,13 +256,14 @@ def verdicts(folds: list[dict], protocols) -> dict:
         for protocol in protocols:
             if name not in folds[0]["results"][protocol]:
                 continue
-            acc = {part: [f["results"][protocol][name][part] for f in folds] for part in ("val", "test")}
-            ref = {part: [f["results"][protocol][reference][part] for f in folds] for part in ("val", "test")}
-            row[protocol] = {"val": stats(acc["val"]), "test": stats(acc["test"]), "reference": reference,
-                             "val_change": stats(np.subtract(acc["val"], ref["val"])),
-                             "test_change": stats(np.subtract(acc["test"], ref["test"]))}
-        gains = np.subtract([f["results"][SINGLE_CLIP][name]["val"] for f in folds],
-                            [f["results"][SINGLE_CLIP][reference]["val"] for f in folds])
+            acc = {part: [f["results"][protocol][name][part] for f in folds] for part in ("val_crossfit", "test", "val")}
+            ref = {part: [f["results"][protocol][reference][part] for f in folds] for part in ("val_crossfit", "test")}
+            row[protocol] = {"val": stats(acc["val_crossfit"]), "test": stats(acc["test"]), "reference": reference,
+                             "val_change": stats(np.subtract(acc["val_crossfit"], ref["val_crossfit"])),
+                             "test_change": stats(np.subtract(acc["test"], ref["test"])),
+                             "val_in_sample": stats(acc["val"])}
+        gains = np.asarray(row[SINGLE_CLIP]["val_change"]["folds"])
+        row["val_folds_better"] = int((gains > 0).sum())
         row["kept"] = bool(name != reference and gains.mean() > 0 and (gains > 0).sum() >= 3)
         out[name] = row
     return out
@@ -284,6 +307,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--probabilities", type=Path, default=None, help="folder for facetime_<variant>.npz")
     parser.add_argument("--landmark-features", type=Path, default=None, help="write the per-frame geometry here")
+    parser.add_argument("--cache", type=Path, default=None, help="folder keeping each fold's fitted branches")
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     parser.add_argument("--neural", nargs="*", default=list(NEURAL), help="temporal models, single clip")
@@ -325,14 +349,15 @@ def main() -> None:
         for fold in args.folds:
             neural = {p: args.neural if p == SINGLE_CLIP else [n for n in args.neural_adapted if n in args.neural]
                       for p in args.protocols}
-            found, split = fit_fold(fold, sequences, pooled_inputs, labels, actors, neural, log)
-            y = split.pop("y")
+            found, split = fit_fold(fold, sequences, pooled_inputs, labels, actors, neural, log, args.cache)
+            y, val_actors = split.pop("y"), split.pop("val_actors_of_clips")
             for protocol in args.protocols:
-                add_fusions(found[protocol], y)
+                add_fusions(found[protocol], y, val_actors)
             fold_probs[fold] = found
             folds.append({"fold": fold, **{k: v for k, v in split.items()}, "results": {
                 protocol: {name: {"val": round(score(r["val"], y["val"])[0], 4),
                                   "test": round(score(r["test"], y["test"])[0], 4),
+                                  "val_crossfit": round(score(r.get("val_crossfit", r["val"]), y["val"])[0], 4),
                                   **{k: r[k] for k in ("C", "epochs", "weights", "seconds") if k in r}}
                            for name, r in found[protocol].items()} for protocol in args.protocols}})
     verdict = verdicts(folds, args.protocols)
