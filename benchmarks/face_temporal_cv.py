@@ -226,6 +226,8 @@ def add_fusions(found: dict, y: dict, val_actors: np.ndarray) -> None:
     branches = [n for n in found if n not in ("fer", "imagenet")]
     combos = {f"fer+{n}": ["fer", n] for n in branches + ["imagenet"]}
     combos.update({f"fer+imagenet+{n}": ["fer", "imagenet", n] for n in branches})
+    combos.update({"fer_rich+lmk": ["fer_rich", "lmk"], "fer_rich+imagenet": ["fer_rich", "imagenet"],
+                   "fer_rich+imagenet+lmk": ["fer_rich", "imagenet", "lmk"]})  # the two kept techniques together
     for combo, names in combos.items():
         if not all(n in found for n in names):
             continue
@@ -245,13 +247,14 @@ def stats(values) -> dict:
 
 def verdicts(folds: list[dict], protocols) -> dict:
     """Per variant and protocol: val and test accuracy over folds, the change against its reference on each
-    (fer for single branches and fer+X fusions, fer+imagenet for fer+imagenet+X), and keep or drop: kept
+    (fer for single branches and fusions without imagenet, fer+imagenet for those with it), and keep or drop: kept
     when the single-clip validation accuracy is higher on average AND in at least 3 of the 5 folds. A
     fusion's validation accuracy is the cross-fitted one (`val`; `val_in_sample`: weights fitted on the
     very clips scored)."""
     out = {}
     for name in folds[0]["results"][protocols[0]]:
-        reference = "fer+imagenet" if name.startswith("fer+imagenet+") else "fer"
+        fused_with_imagenet = "imagenet" in name.split("+") and name not in ("imagenet", "fer+imagenet")
+        reference = "fer+imagenet" if fused_with_imagenet else "fer"
         row = {}
         for protocol in protocols:
             if name not in folds[0]["results"][protocol]:
