@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_layers_cv import branch_on_val, fmt, load_input, score, views  # noqa: E402
+from whisper_layers_cv import branch_on_val, cached, fmt, load_input, score, views  # noqa: E402
 
 from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # noqa: E402
 from avemo.baselines.features import pooled  # noqa: E402
@@ -222,9 +222,13 @@ def run_fold(fold, grey, pretrained_views, imagenet, labels, actors, args, log, 
     for protocol in PROTOCOLS:
         found = {}
         for name, x in inputs.items():
-            part = {p: {"x": x[m], "actors": actors[m]} for p, m in masks.items()}
-            xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
-            found[name] = branch_on_val(xtr, y["train"], xva, y["val"], xte)
+            def fit(x=x):
+                part = {p: {"x": x[m], "actors": actors[m]} for p, m in masks.items()}
+                xtr, xva, xte = views(part["train"], part["val"], part["test"], protocol)
+                return branch_on_val(xtr, y["train"], xva, y["val"], xte)
+
+            key = f"branch-{fold}-{protocol}-{name}" + (f"-{setting}" if name.startswith("ft") else "")
+            found[name] = cached(args.cache, key, fit)
         if protocol == SINGLE_CLIP:
             for name, v in (("ft_mean", ft_views[0]), ("ft_mean_flip", ft_views.mean(0))):
                 found[name] = {"C": None, **{p: clip_logprobs(v[masks[p]]) for p in ("val", "test")}}

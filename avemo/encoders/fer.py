@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import StageError
+from ..errors import ParamError, StageError
 from .spec import Encoder, EncoderSpec
 from ..weights import hub_file
 
@@ -171,16 +171,29 @@ def grey_input(grey: np.ndarray, zoom: float) -> torch.Tensor:
     return x.unsqueeze(1)
 
 
+# test-time views, each (zoom offset, mirrored): their outputs are averaged (docs/accuracy-face-finetune.md)
+TTA_VIEWS = {"none": ((0.0, False),), "flip": ((0.0, False), (0.0, True)),
+             "flip_zoom": tuple((dz, mirror) for dz in (-0.05, 0.0, 0.05) for mirror in (False, True))}
+
+
 @torch.no_grad()
-def fer_features(model: MiniXception, crops: np.ndarray, zoom: float) -> np.ndarray:
-    """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features."""
-    logits, features = model(fer_input(crops, zoom))
-    return torch.cat([torch.log_softmax(logits, dim=1), features], dim=1).numpy()
+def fer_features(model: MiniXception, crops: np.ndarray, zoom: float, tta: str = "none") -> np.ndarray:
+    """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features; with `tta`
+    (a TTA_VIEWS name) averaged over the crop's views (zooms around `zoom`, mirrored)."""
+    grey = np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops])
+    views = [grey_input(grey, zoom + dz) for dz, _ in TTA_VIEWS[tta]]
+    x = torch.cat([v.flip(3) if mirror else v for v, (_, mirror) in zip(views, TTA_VIEWS[tta])])
+    logits, features = model(x)
+    out = torch.cat([torch.log_softmax(logits, dim=1), features], dim=1)
+    return out.reshape(len(views), len(crops), -1).mean(0).numpy()
 
 
 def load(cfg: dict, context) -> Encoder:
+    tta = cfg.get("tta", "none")  # optional: models released before it existed name no views
+    if tta not in TTA_VIEWS:
+        raise ParamError(f"features.video.fer.tta: {tta!r}; give one of {', '.join(TTA_VIEWS)}")
     model, used = load_fer(cfg["weights"])
-    return Encoder("fer", "video", used, cfg, lambda crops: fer_features(model, crops, cfg["zoom"]))
+    return Encoder("fer", "video", used, cfg, lambda crops: fer_features(model, crops, cfg["zoom"], tta))
 
 
 ENCODERS = (EncoderSpec("fer", "video", ("weights", "zoom"), load, shape=(16, len(FER_CLASSES) + FEATURES),
