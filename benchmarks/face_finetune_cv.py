@@ -39,7 +39,7 @@ from whisper_layers_cv import branch_on_val, cached, fmt, load_input, score, vie
 from avemo.baselines.calibration import fit_calibrated, fuse_calibrated  # noqa: E402
 from avemo.baselines.features import pooled  # noqa: E402
 from avemo.cv import fold_split  # noqa: E402
-from avemo.encoders.fer import INPUT_SIZE, TTA_VIEWS, fer_features, grey_input, load_fer  # noqa: E402
+from avemo.encoders.fer import FER_CLASSES, INPUT_SIZE, TTA_VIEWS, average_views, fer_features, grey_input, load_fer  # noqa: E402
 from avemo.faces.strip import load_strip  # noqa: E402
 from avemo.ids import parse_clip_id  # noqa: E402
 from avemo.protocols import PROTOCOLS, SINGLE_CLIP  # noqa: E402
@@ -175,6 +175,12 @@ def finetune(grey, labels, train_idx, val_idx, seed: int, args, log) -> tuple[to
     return model.eval(), history, best[1]
 
 
+def per_frame_average(views: list[np.ndarray], classes: int) -> np.ndarray:
+    """(clips, 16, d) outputs of each view -> their average per frame, as the fer encoder's `tta` gives it."""
+    stacked = np.stack(views)
+    return average_views(stacked.reshape(len(views), -1, stacked.shape[-1]), classes).reshape(stacked.shape[1:])
+
+
 def clip_features(frames: np.ndarray) -> np.ndarray:
     return pooled("fer", frames)
 
@@ -212,10 +218,11 @@ def run_fold(fold, grey, pretrained_views, imagenet, labels, actors, args, log, 
             np.save(cache / "ft_views.npy", ft_views)
             (cache / "ft_meta.json").write_text(json.dumps(meta))
     log(f"fold {fold}: fine-tuned, epoch {meta['epoch']} kept ({meta['seconds']} s)")
+    classes = len(FER_CLASSES)
     frames = {"fer": pretrained_views[(ZOOM, False)],
-              "fer_flip": (pretrained_views[(ZOOM, False)] + pretrained_views[(ZOOM, True)]) / 2,
-              "fer_flip_zoom": np.mean([v for v in pretrained_views.values()], axis=0),
-              "ft_lr": ft_views[0], "ft_lr_flip": ft_views.mean(0)}
+              "fer_flip": per_frame_average([pretrained_views[(ZOOM, f)] for f in (False, True)], classes),
+              "fer_flip_zoom": per_frame_average(list(pretrained_views.values()), classes),
+              "ft_lr": ft_views[0], "ft_lr_flip": per_frame_average(list(ft_views), 8)}
     inputs = {name: clip_features(v) for name, v in frames.items()}
     inputs["imagenet"] = imagenet
     out = {"fold": fold, **parts["split"], "finetune": meta, "branches": {}, "video": {}}
@@ -230,7 +237,7 @@ def run_fold(fold, grey, pretrained_views, imagenet, labels, actors, args, log, 
             key = f"branch-{fold}-{protocol}-{name}" + (f"-{setting}" if name.startswith("ft") else "")
             found[name] = cached(args.cache, key, fit)
         if protocol == SINGLE_CLIP:
-            for name, v in (("ft_mean", ft_views[0]), ("ft_mean_flip", ft_views.mean(0))):
+            for name, v in (("ft_mean", ft_views[0]), ("ft_mean_flip", frames["ft_lr_flip"])):
                 found[name] = {"C": None, **{p: clip_logprobs(v[masks[p]]) for p in ("val", "test")}}
         for name in (v for v in VARIANTS if v in found):
             fusion = fit_calibrated([found[name]["val"], found["imagenet"]["val"]], y["val"])

@@ -185,7 +185,15 @@ def fer_features(model: MiniXception, crops: np.ndarray, zoom: float, tta: str =
     x = torch.cat([v.flip(3) if mirror else v for v, (_, mirror) in zip(views, TTA_VIEWS[tta])])
     logits, features = model(x)
     out = torch.cat([torch.log_softmax(logits, dim=1), features], dim=1)
-    return out.reshape(len(views), len(crops), -1).mean(0).numpy()
+    return average_views(out.reshape(len(views), len(crops), -1).numpy(), len(FER_CLASSES))
+
+
+def average_views(outputs: np.ndarray, classes: int) -> np.ndarray:
+    """(views, n, classes + features) -> (n, classes + features): the views' mean, its first `classes` values
+    (log-probabilities) renormalised so that they stay log-probabilities."""
+    mean = outputs.mean(0)
+    logp = torch.log_softmax(torch.from_numpy(np.ascontiguousarray(mean[:, :classes])), dim=1).numpy()
+    return np.concatenate([logp, mean[:, classes:]], axis=1)
 
 
 def load(cfg: dict, context) -> Encoder:
