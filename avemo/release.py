@@ -4,8 +4,8 @@ branch per input combination (audio+video, video, audio) so that it answers from
 
 Fitting one model (`fit_release`), given its validation actors:
 1. each encoder's logistic regression is grid-searched by actor (GroupKFold) on the other actors;
-2. on the validation actors, per branch and protocol: the fusion weights of its encoders (validation
-   accuracy) and a temperature (validation log-likelihood);
+2. on the validation actors, per branch and protocol: the fusion weights of its encoders (`baselines.fusion`:
+   grid or calibrated) and a temperature of the fused probabilities (validation log-likelihood);
 3. each regression is refitted with its chosen C on all actors (training and validation).
 The released model is fitted on every actor (validation actors drawn among them); its accuracy and
 calibration come from the same procedure cross-validated by actor (`cross_validate`): every fold's test
@@ -19,7 +19,7 @@ import numpy as np
 from .baselines.features import matrix
 from .baselines.fit import class_probabilities
 from .baselines.bundle import bundle_classifier, fuse
-from .baselines.fit_and_score import best_weights, fit_one, layer_sets, readable_params, training_matrix
+from .baselines.fit_and_score import fit_fusion, fit_one, layer_sets, readable_params, training_matrix
 from .calibration import ECE_BINS, fit_temperature, reliability, reliability_diagram
 from .cv import fold_split, pick_val_actors
 from .errors import ParamError
@@ -64,6 +64,7 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
     val = data.subset(val_actors)
     seed, mode = int(train_cfg.get("seed", 0)), train_cfg.get("normalization", "enrolment")
     prior_clips = train_cfg.get("prior_clips", 2.0)
+    method = baselines_cfg.get("fusion", "grid")
     norm = ProtocolNormalizer.fit(train.inputs, prior_clips)
     searches = {}
     for name in names:
@@ -74,7 +75,7 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
                      for name in names} for p in PROTOCOLS}
     branches = {}
     for branch, inputs in branches_of(names).items():
-        weights = {p: best_weights([val_probs[p][n] for n in inputs], val.labels) for p in PROTOCOLS}
+        weights = {p: fit_fusion(method, [val_probs[p][n] for n in inputs], val.labels)[0] for p in PROTOCOLS}
         temperature = {p: fit_temperature(fuse([val_probs[p][n] for n in inputs], weights[p]), val.labels)
                        for p in PROTOCOLS}
         branches[branch] = {"inputs": inputs, "fusion_weights": {p: w.tolist() for p, w in weights.items()},
@@ -93,7 +94,14 @@ def fit_release(baselines_cfg: dict, train_cfg: dict, data, val_actors: list[int
 
 
 def uncalibrated(bundle: dict) -> dict:
-    return {**bundle, "branches": {b: {**s, "temperature": dict.fromkeys(PROTOCOLS, 1.0)}
+    """The bundle without any temperature: each branch's fusion weights scaled to sum to 1 (a weighted geometric
+    mean of its regressions' raw probabilities; calibrated fusion's weights hold its temperatures) and 1 as the
+    branch's temperature. What "before calibration" means in the card."""
+    def plain(weights):
+        return (np.asarray(weights, dtype=float) / np.sum(weights)).tolist()
+
+    return {**bundle, "branches": {b: {**s, "temperature": dict.fromkeys(PROTOCOLS, 1.0),
+                                       "fusion_weights": {p: plain(w) for p, w in s["fusion_weights"].items()}}
                                    for b, s in bundle["branches"].items()}}
 
 
@@ -192,7 +200,8 @@ def build_release(params: dict, data, infos: dict, folds: list[int], log=print) 
     val_actors = pick_val_actors(actors, params["cv"]["val_actors"], params["cv"]["seed"])
     bundle = fit_release(params["baselines"], params["train_defaults"], data, val_actors, infos)
     summary = cv["summary"]["branches"]
-    card = {"name": cfg["name"], "configuration": cfg["baseline"], "licence": LICENCE, "licence_note": LICENCE_NOTE,
+    card = {"name": cfg["name"], "configuration": cfg["baseline"], "fusion": params["baselines"].get("fusion", "grid"),
+            "licence": LICENCE, "licence_note": LICENCE_NOTE,
             "data": data_description(params["data"], data), "data_source": params["data"].get("source"),
             "actors": actors, "clips": int(len(data.labels)),
             "clips_per_emotion": {e: int((data.labels == i).sum()) for i, e in enumerate(EMOTIONS)},
@@ -241,7 +250,8 @@ def card_markdown(card: dict) -> str:
              f"**What it is.** Late fusion of one logistic regression per frozen pretrained encoder "
              f"(`{card['configuration']}`), answering from whatever a file has: "
              + ", ".join(f"**{b}** ({' + '.join(s['inputs'])})" for b, s in card["branches"].items())
-             + ". Confidences are temperature-scaled per branch and protocol.", "",
+             + f". Encoders fused by `{card['fusion']}` late fusion (`baselines.fusion`); confidences are "
+             "temperature-scaled per branch and protocol.", "",
              f"**Training data.** {card['data']} (source: `{card['data_source']}`); actors "
              f"{', '.join(map(str, card['actors']))}; clips per emotion: "
              + ", ".join(f"{e} {n}" for e, n in card["clips_per_emotion"].items())

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avemo.io import read_json
+from avemo.baselines.features import parse_feature_set
+from avemo.baselines.fit_and_score import baseline_parts
+from avemo.io import load_params, read_json
 from avemo.predict import load_predictor, predict_clip
 from avemo.predict.loading import RELEASE_DIR
 
@@ -66,7 +68,7 @@ def test_avemo_predict_in_an_empty_directory_uses_the_shipped_release_and_names_
     proc = subprocess.run([str(avemo), "predict", str(hd_dir / AV_CLIP)], cwd=tmp_path, env=venv_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "model: avemo-release-whisper-fer-imagenet" in proc.stdout
+    assert f"model: {load_params(path=Path(__file__).parents[1] / 'params.yaml')['release']['name']}" in proc.stdout
     assert "model file: shipped release; trained on ravdess-lite, 20 actors" in proc.stdout
     assert "5-fold cross-validation by actor" in proc.stdout and "branch: audio+video" in proc.stdout
 
@@ -89,16 +91,17 @@ def test_the_release_stage_on_a_handful_of_actors_writes_a_model_predict_warns_a
     params["release"]["folds"] = [0, 3, 4]
     params["baselines"].update(cv_folds=2, grids={**params["baselines"]["grids"], "logreg": {"C": [0.01, 1.0]}})
     write_params(sample_data.root, params)
-    inputs = [sample_data.features(n) for n in ("whisper", "fer", "imagenet")]
+    inputs = [sample_data.features(n) for n in parse_feature_set(baseline_parts(params["release"]["baseline"])[0])]
     out, metrics = tmp_path / "release", tmp_path / "release.json"
     done = sample_data.run("stages/release.py", "--inputs", *inputs, "--metadata", sample_data.metadata,
                            "--out", out, "--metrics", metrics)
-    assert "release avemo-release-whisper-fer-imagenet: embedded sample, 7 actors, 56 clips" in done.stdout
+    assert f"release {params['release']['name']}: embedded sample, 7 actors, 56 clips" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.json", "model.npz",
                                                      "model_card.json", "reliability.png"]
     figures = read_json(metrics)
     assert figures["accuracy"]["folds"] == 3 and set(figures["ece"]) == {"audio+video", "video", "audio"}
     card = read_json(out / "model_card.json")
+    assert card["fusion"] == params["baselines"]["fusion"] and f"`{card['fusion']}` late fusion" in (out / "MODEL_CARD.md").read_text()
     assert [f["fold"] for f in card["cross_validation"]["folds"]] == [0, 3, 4]
     for fold in card["cross_validation"]["folds"]:  # test actors never among those that chose anything
         assert not set(fold["test_actors"]) & set(fold["val_actors"])
