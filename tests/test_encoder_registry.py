@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from avemo.audio import extract_audio, load_wav
 from avemo.encoders.registry import code_files, encoder_modules, load_encoder, names, spec_of, specs
-from avemo.errors import StageError
+from avemo.errors import ParamError, StageError
 from avemo.faces.clip import crop_faces
 from avemo.io import load_params
 from avemo.modality import modality
@@ -97,3 +97,28 @@ def test_no_other_module_lists_encoder_names():
 def test_an_unknown_encoder_in_a_profile_is_named_with_the_known_ones():
     with pytest.raises(Exception, match=re.escape("encoder 'vggish' unknown; choose one of: " + ", ".join(names()))):
         input_path("vggish")
+
+
+def test_fer_test_time_views_change_the_features_keep_their_shape_and_the_cache_key(clip, tmp_path):
+    from avemo.cache import ClipCache
+
+    cfg = {k: v for k, v in PARAMS["features"]["video"]["fer"].items() if k != "tta"}
+    plain = load_encoder("fer", cfg)  # a released model's settings name no views: as before they existed
+    before = face_inputs(clip["crops"], {"fer": plain})["fer"]
+    assert np.array_equal(before, face_inputs(clip["crops"], {"fer": load_encoder("fer", {**cfg, "tta": "none"})})["fer"])
+    mirrored = face_inputs(clip["crops"][:, :, ::-1], {"fer": plain})["fer"]
+    for tta in ("flip", "flip_zoom"):
+        encoder = load_encoder("fer", {**cfg, "tta": tta})
+        values = face_inputs(clip["crops"], {"fer": encoder})["fer"]
+        assert values.shape == before.shape == spec_of("fer").shape and np.isfinite(values).all()
+        assert np.abs(values - before).max() > 0.01  # the views' average, not the plain crop's outputs
+        key = ClipCache(tmp_path, "encode_fer", encoder.config).key(ROOT / "params.yaml")
+        assert key != ClipCache(tmp_path, "encode_fer", plain.config).key(ROOT / "params.yaml")
+    flip = face_inputs(clip["crops"], {"fer": load_encoder("fer", {**cfg, "tta": "flip"})})["fer"]
+    # the mirrored crops' outputs are averaged in (up to the one-pixel offset of the central crop)
+    assert np.abs(flip - (before + mirrored) / 2).mean() < np.abs(flip - before).mean() / 2
+
+
+def test_an_unknown_fer_view_set_is_named_with_the_known_ones():
+    with pytest.raises(ParamError, match="features.video.fer.tta: 'rotate'; give one of none, flip, flip_zoom"):
+        load_encoder("fer", {**PARAMS["features"]["video"]["fer"], "tta": "rotate"})

