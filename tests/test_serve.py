@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -285,6 +286,8 @@ def test_a_ravdess_lite_clip_shows_the_label_of_avemo_predict(browser, server, c
     rows = list(csv.DictReader(io.StringIO(server.get(f"/api/jobs/{job_id(browser)}/result.csv").decode())))
     assert list(rows[0]) == columns(list(expected["probabilities"]))  # the columns of `avemo predict --output`
     assert len(rows) == 1 and rows[0]["input"] == clips[0].name and rows[0]["label"] == expected["label"]
+    figures = re.findall(r"\d+\.\d %", browser.find_element(By.ID, "model-line").text)
+    assert figures and all(f in browser.find_element(By.ID, "answer-single_clip").text for f in figures)
     wait_for_video(browser)
     screenshot(browser, "serve-clip.png")
 

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from ..predict.enrol import MEDIA_SUFFIXES
 from ..predict.predictor import Predictor
 from .jobs import Busy, Job, JobQueue
-from .view import job_view
+from .view import accuracy_text, job_view
 from .work import analyse, draw_video, write_results
 
 STATIC = Path(__file__).parent / "static"
@@ -115,8 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/model")
     def model():
         p = settings.predictor
+        info = getattr(p, "model_info", None) or getattr(p, "info", None)
         return {"name": p.name, "inputs": p.kind, "classes": p.classes, "max_upload_mb": settings.max_upload_mb,
-                "model_info": getattr(p, "model_info", None) or getattr(p, "info", None)}
+                "model_info": info, "accuracy": accuracy_text(info if isinstance(info, dict) else None)}
 
     @app.post("/api/jobs", status_code=202)
     async def submit(file: UploadFile = File(...), enrol: list[UploadFile] = File(default=[]),

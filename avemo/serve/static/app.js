@@ -26,10 +26,9 @@ async function loadModel() {
   const r = await fetch("/api/model");
   const m = await r.json();
   const info = m.model_info || {};
-  const acc = info.accuracy || {};
   let line = `model: ${info.name || m.name} (${m.inputs})`;
   if (info.data) line += ` — trained on ${info.data}`;
-  if (typeof acc.single_clip === "number") line += ` — accuracy on one clip ${pct(acc.single_clip)}`;
+  if (m.accuracy) line += ` — accuracy: ${m.accuracy}`;  // the server's text, the same as each answer's
   $("model-line").textContent = line + ` — uploads up to ${m.max_upload_mb} MB`;
 }
 
