@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_layers_cv import branch_on_val, cached, choose_layers, load_input, score, views  # noqa: E402
+from whisper_layers_cv import branch_on_val, fold_parts, load_input, score, views  # noqa: E402
 
-from avemo.cv import fold_split  # noqa: E402
 from avemo.ids import parse_clip_id  # noqa: E402
 from avemo.protocols import SINGLE_CLIP  # noqa: E402
 
@@ -75,15 +74,11 @@ def network_on_val(hidden: int, x_train, y_train, x_val, y_val, x_test) -> dict:
 
 
 def run_fold(fold, data, labels, actors, cache) -> dict:
-    split = fold_split("sequential_6x4", fold, actors, 4, 0)
-    if split is None:
+    found = fold_parts(fold, labels, actors, data["whisper_layers"], cache)
+    if found is None:
         return {}
-    test, val = np.isin(actors, split["test_actors"]), np.isin(actors, split["val_actors"])
-    parts = {"train": ~test & ~val, "val": val, "test": test}
-    y = {p: labels[m] for p, m in parts.items()}
+    split, parts, y, choice = found
     layers = data["whisper_layers"]
-    choice = cached(cache, f"choice-{fold}", lambda: choose_layers(layers[parts["train"]], y["train"],
-                                                                   actors[parts["train"]]))
     inputs = {"layers_cv": layers[:, choice["layers"]].reshape(len(layers), -1), "whisper": data["whisper"],
               "fer": data["fer"]}
     out = {"fold": fold, **split, "inputs": {}}

@@ -127,20 +127,28 @@ def cached(cache: Path | None, key: str, compute):
     return value
 
 
-def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None,
-             only: list[str] | None = None) -> dict:
+def fold_parts(fold: int, labels, actors, layers: np.ndarray, cache: Path | None = None):
+    """(split, {part: clip mask}, {part: labels}, layer choice) of one `sequential_6x4` fold, or None when none
+    of its test actors is in the data; the layers are chosen by cross-validation over its training actors."""
     split = fold_split("sequential_6x4", fold, actors, 4, 0)
     if split is None:
-        return {}
-    test_mask = np.isin(actors, split["test_actors"])
-    val_mask = np.isin(actors, split["val_actors"])
-    train_mask = ~test_mask & ~val_mask
-    parts = {"train": train_mask, "val": val_mask, "test": test_mask}
+        return None
+    test, val = np.isin(actors, split["test_actors"]), np.isin(actors, split["val_actors"])
+    parts = {"train": ~test & ~val, "val": val, "test": test}
     y = {p: labels[m] for p, m in parts.items()}
-    layers = data["whisper_layers"]
+    choice = cached(cache, f"choice-{fold}", lambda: choose_layers(layers[parts["train"]], y["train"],
+                                                                   actors[parts["train"]]))
+    return split, parts, y, choice
+
+
+def run_fold(fold: int, data: dict, clips: list[str], labels, actors, log, cache: Path | None = None,
+             only: list[str] | None = None) -> dict:
     t0 = time.time()
-    choice = cached(cache, f"choice-{fold}", lambda: choose_layers(layers[train_mask], labels[train_mask],
-                                                                   actors[train_mask]))
+    found = fold_parts(fold, labels, actors, data["whisper_layers"], cache)
+    if found is None:
+        return {}
+    split, parts, y, choice = found
+    layers = data["whisper_layers"]
     log(f"fold {fold}: layers chosen by inner CV {choice['layers']} ({time.time() - t0:.0f} s) {choice['inner_cv']}")
     inputs = {f"layer_{k}": layers[:, k] for k in range(layers.shape[1])}
     inputs["layers_all"] = layers.reshape(len(layers), -1)
