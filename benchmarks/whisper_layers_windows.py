@@ -2,9 +2,11 @@
 cut, for benchmarks/whisper_layers_cv.py (--layers OUT/NAME):
 - `whole`: the whole clip (RAVDESS speech clips last 3-5 s; the fixed cut drops the end of most);
 - `vad`: from the first to the last speech that silero-vad (the ONNX model faster-whisper ships) finds, with
-  0.1 s kept on each side; the fixed window when it finds none.
+  0.1 s kept on each side; the fixed window when it finds none;
+- `multi`: several windows of `audio.duration_s` (3 s) a hop of 1 s apart, covering the whole clip, each
+  encoded and pooled alone, their pooled states averaged.
 
-    nice -n 10 python benchmarks/whisper_layers_windows.py --wav-dir data/audio/wav --out /tmp/windows
+    nice -n 10 python benchmarks/whisper_layers_windows.py --wav-dir data/audio/wav --out /tmp/windows [--windows multi]
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from avemo.io import load_params
 from avemo.preprocess import audio_window
 
 MARGIN_S = 0.1
+HOP_S = 1.0
+WINDOWS = ("whole", "vad", "multi")
 
 
 def speech_span(samples: np.ndarray, rate: int) -> tuple[int, int] | None:
@@ -34,26 +38,44 @@ def speech_span(samples: np.ndarray, rate: int) -> tuple[int, int] | None:
     return max(0, spans[0]["start"] - margin), min(len(samples), spans[-1]["end"] + margin)
 
 
+def several_windows(samples: np.ndarray, rate: int, duration_s: float) -> list[np.ndarray]:
+    """Windows of duration_s every HOP_S seconds from the start, the last one ending at the clip's end."""
+    width, hop = int(duration_s * rate), int(HOP_S * rate)
+    if len(samples) <= width:
+        return [samples]
+    starts = list(range(0, len(samples) - width, hop)) + [len(samples) - width]
+    return [samples[s:s + width] for s in starts]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wav-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--windows", nargs="+", choices=WINDOWS, default=["whole", "vad"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     audio = load_params()["audio"]
     rate = audio["sample_rate"]
     encoder = load_whisper_layers("base")
     wavs = sorted(args.wav_dir.glob("*.wav"))
-    values = {"whole": [], "vad": []}
-    lengths = {"whole": [], "vad": []}
+    values = {name: [] for name in args.windows}
+    lengths = {name: [] for name in args.windows}
     no_speech, started = [], time.time()
     for i, wav in enumerate(wavs):
         samples = load_wav(wav, rate)
-        span = speech_span(samples, rate)
-        if span is None:
-            no_speech.append(wav.stem)
-        windows = {"whole": samples, "vad": samples[span[0]:span[1]] if span else audio_window(samples, audio)}
-        for name, window in windows.items():
+        if "vad" in values:
+            span = speech_span(samples, rate)
+            if span is None:
+                no_speech.append(wav.stem)
+            vad = samples[span[0]:span[1]] if span else audio_window(samples, audio)
+        for name in values:
+            if name == "multi":
+                parts = several_windows(samples, rate, audio["duration_s"])
+                pooled = np.mean([encode_layers(encoder, w[None])[0] for w in parts], axis=0)
+                values[name].append(pooled.astype(np.float16))
+                lengths[name].append(len(parts))
+                continue
+            window = samples if name == "whole" else vad
             values[name].append(encode_layers(encoder, window[None])[0].astype(np.float16))
             lengths[name].append(len(window) / rate)
         if i % 100 == 0:
@@ -62,9 +84,10 @@ def main() -> None:
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "features.npz", clips=np.array([w.stem for w in wavs]), values=np.stack(values[name]))
+        unit = "windows" if name == "multi" else "s"
         (folder / "info.json").write_text(json.dumps({
-            "input": "whisper_layers", "window": name, "mean_s": round(float(np.mean(lengths[name])), 3),
-            "min_s": round(float(np.min(lengths[name])), 3), "max_s": round(float(np.max(lengths[name])), 3),
+            "input": "whisper_layers", "window": name, f"mean_{unit}": round(float(np.mean(lengths[name])), 3),
+            f"min_{unit}": round(float(np.min(lengths[name])), 3), f"max_{unit}": round(float(np.max(lengths[name])), 3),
             "no_speech": no_speech}, indent=1))
     print(f"done in {time.time() - started:.0f} s; no speech found in {len(no_speech)} clips")
 
