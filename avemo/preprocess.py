@@ -2,8 +2,9 @@
 the encode stages for every clip of the data set and by `predict` for a new video: never a second copy.
 
 Video: the faces stage's crops as stored (a JPEG strip, read back) -> each video encoder -> per-frame
-features. Audio: the 16-bit mono wav of extract_audio -> the fixed window (audio.offset_s,
-audio.duration_s, zero-padded) -> each audio encoder. Every encoder output is stored as float16, so the
+features. Audio: the 16-bit mono wav of extract_audio -> each audio encoder's windows: the fixed window
+(audio.offset_s, audio.duration_s, zero-padded), or for an encoder set to `windows: several` windows of
+audio.duration_s every `hop_s` seconds over the whole clip, its outputs averaged. Every encoder output is stored as float16, so the
 inputs a model sees are float16-rounded, in training and in predict alike. Encoders run on one thread
 (BLAS and OpenMP pools included): more threads change the order of floating-point sums, and with it the
 last bits of the stored features, which would then depend on the machine and the environment."""
@@ -33,6 +34,25 @@ def audio_window(samples: np.ndarray, audio_cfg: dict) -> np.ndarray:
                       int(round(audio_cfg["offset_s"] * rate)))
 
 
+def several_windows(samples: np.ndarray, audio_cfg: dict, hop_s: float) -> list[np.ndarray]:
+    """Windows of `duration_s` every `hop_s` seconds from the clip's start, the last one ending at its end, so
+    that every second of the clip is read; a clip no longer than one window is that window, zero-padded."""
+    rate = audio_cfg["sample_rate"]
+    width, hop = int(round(audio_cfg["duration_s"] * rate)), int(round(hop_s * rate))
+    samples = np.asarray(samples, dtype=np.float32)
+    if len(samples) <= width:
+        return [fix_length(samples, width)]
+    starts = list(range(0, len(samples) - width, hop)) + [len(samples) - width]
+    return [samples[s:s + width] for s in starts]
+
+
+def encoder_windows(samples: np.ndarray, audio_cfg: dict, encoder_cfg: dict) -> list[np.ndarray]:
+    """The windows of a clip that an audio encoder reads, by its `windows` setting (default: fixed)."""
+    if encoder_cfg.get("windows", "fixed") == "several":
+        return several_windows(samples, audio_cfg, encoder_cfg["hop_s"])
+    return [audio_window(samples, audio_cfg)]
+
+
 def strip_round_trip(crops: np.ndarray) -> np.ndarray:
     """The crops as the faces stage stores them (JPEG strip) and the encode stages read them back."""
     with tempfile.TemporaryDirectory(prefix="avemo-strip-") as tmp:
@@ -51,7 +71,14 @@ def face_inputs(crops: np.ndarray, encoders: dict, with_frames: bool = False) ->
     return out
 
 
-def audio_inputs(window: np.ndarray, encoders: dict) -> dict[str, np.ndarray]:
-    """The audio window -> every audio encoder's output."""
+def audio_inputs(samples: np.ndarray, audio_cfg: dict, encoders: dict) -> dict[str, np.ndarray]:
+    """A clip's audio samples (audio_cfg: params.yaml `audio`, its window placed at `offset_s`) -> every audio
+    encoder's output, averaged over its windows when it reads several."""
     with threadpool_limits(limits=1):
-        return {name: stored(encoder.encode(window)) for name, encoder in encoders.items()}
+        return {name: stored(mean_output(encoder, encoder_windows(samples, audio_cfg, encoder.config)))
+                for name, encoder in encoders.items()}
+
+
+def mean_output(encoder, windows: list[np.ndarray]) -> np.ndarray:
+    outputs = [encoder.encode(window) for window in windows]
+    return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)

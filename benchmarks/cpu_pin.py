@@ -151,7 +151,7 @@ import avemo, numpy as np, torch
 from avemo.audio import load_wav
 from avemo.encoders.registry import load_encoder, modality_of
 from avemo.io import load_params, read_json
-from avemo.preprocess import audio_inputs, audio_window, face_inputs
+from avemo.preprocess import audio_inputs, face_inputs
 from avemo.faces.strip import load_strip
 torch.set_num_threads(1)
 name, project = sys.argv[1], Path(sys.argv[2])
@@ -174,9 +174,9 @@ if modality == "video":
     inputs = [load_strip(p, n) for p in sorted((faces / "strips").glob("*.jpg"))]
     work = lambda x: face_inputs(x, {name: encoder})[name]
 elif modality == "audio":
-    inputs = [audio_window(load_wav(p, params["audio"]["sample_rate"]), params["audio"])
+    inputs = [load_wav(p, params["audio"]["sample_rate"])
               for p in sorted((project / "data" / "audio" / "wav").glob("*.wav"))]
-    work = lambda x: audio_inputs(x, {name: encoder})[name]
+    work = lambda x: audio_inputs(x, params["audio"], {name: encoder})[name]
 work(inputs[0])
 start = time.perf_counter()
 for x in inputs:

@@ -60,7 +60,7 @@ def pipeline_clip(path: str) -> int:
         predictor.video_inputs(track.crops)
     if predictor.uses_audio:
         audio = read_audio(Path(path), predictor.sample_rate)
-        predictor.audio_inputs(clip_audio(audio.samples, predictor.prep["audio"])[0])
+        predictor.audio_inputs(audio.samples, clip_audio(audio.samples, predictor.prep["audio"])[0])
     return 1
 
 

@@ -16,7 +16,7 @@ from avemo.faces.clip import crop_faces
 from avemo.io import load_params
 from avemo.modality import modality
 from avemo.pipeline import input_path
-from avemo.preprocess import audio_inputs, audio_window, face_inputs, strip_round_trip
+from avemo.preprocess import audio_inputs, face_inputs, strip_round_trip
 
 PARAMS = load_params(path=ROOT / "params.yaml")
 CLIP = "01-01-01-01-01-01-01.mp4"  # neutral, actor 01, 720p with speech
@@ -26,12 +26,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def clip(hd_dir, tmp_path_factory) -> dict:
-    """16 face crops (params.yaml `faces`, read back from the JPEG strip) and the 3 s window of a real clip."""
+    """16 face crops (params.yaml `faces`, read back from the JPEG strip) and the 16 kHz audio of a real clip."""
     wav = tmp_path_factory.mktemp("registry") / "clip.wav"
     audio = PARAMS["audio"]
     assert extract_audio(hd_dir / CLIP, wav, audio["sample_rate"]).status == "ok"
     return {"crops": strip_round_trip(crop_faces(hd_dir / CLIP, PARAMS["faces"]).crops),
-            "window": audio_window(load_wav(wav, audio["sample_rate"]), audio)}
+            "samples": load_wav(wav, audio["sample_rate"])}
 
 
 def loaded(name: str):
@@ -54,7 +54,7 @@ def test_every_registered_encoder_loads_and_gives_its_documented_shape(clip, nam
     if spec.modality == "video":
         values = face_inputs(clip["crops"], {name: encoder})[name]
     else:
-        values = audio_inputs(clip["window"], {name: encoder})[name]
+        values = audio_inputs(clip["samples"], PARAMS["audio"], {name: encoder})[name]
     assert values.shape == spec.shape, (name, values.shape)
     assert values.dtype == np.float32 and np.isfinite(values).all() and values.std() > 0
 

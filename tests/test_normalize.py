@@ -26,7 +26,7 @@ def real(tmp_path_factory) -> dict:
     from avemo.audio import extract_audio, load_wav
     from avemo.encoders.registry import load_encoder
     from avemo.io import load_params
-    from avemo.preprocess import audio_inputs, audio_window, face_inputs, strip_round_trip
+    from avemo.preprocess import audio_inputs, face_inputs, strip_round_trip
     from avemo.faces.clip import crop_faces
 
     params = load_params(path=ROOT / "params.yaml")
@@ -46,8 +46,8 @@ def real(tmp_path_factory) -> dict:
                     video.write_bytes(archive.read(name))
                     values["fer"].append(face_inputs(strip_round_trip(crop_faces(video, faces).crops), {"fer": fer})["fer"])
                     assert extract_audio(video, where / "a.wav", params["audio"]["sample_rate"]).status == "ok"
-                    window = audio_window(load_wav(where / "a.wav", params["audio"]["sample_rate"]), params["audio"])
-                    values["logmel"].append(audio_inputs(window, {"logmel": logmel})["logmel"])
+                    samples = load_wav(where / "a.wav", params["audio"]["sample_rate"])
+                    values["logmel"].append(audio_inputs(samples, params["audio"], {"logmel": logmel})["logmel"])
                     clips.append(video.stem)
                     actors.append(int(actor))
     finally:

@@ -1,7 +1,7 @@
 """The PyTorch Whisper encoder (avemo.encoders.whisper_layers) on real clips of the embedded sample: its final
 layer is CTranslate2's `model.encode` output, it loads offline from faster-whisper's files (or the same weights
-in the Hugging Face layout), gives the documented shapes through the one per-clip path, and a classifier on
-its middle layers learns emotions of actors it never saw."""
+in the Hugging Face layout), gives the documented shapes through the one per-clip path, reads several windows
+over the whole clip when set to, and a classifier on its middle layers learns emotions of actors it never saw."""
 import json
 import struct
 import zipfile
@@ -17,7 +17,7 @@ from avemo.encoders.whisper_layers import (encode_layers, load_whisper_layers, l
                                            read_ctranslate2)
 from avemo.errors import ParamError, StageError
 from avemo.io import load_params
-from avemo.preprocess import audio_inputs, audio_window
+from avemo.preprocess import audio_inputs, audio_window, several_windows
 
 PARAMS = load_params(path=ROOT / "params.yaml")
 SAMPLE = ROOT / "data" / "sample"
@@ -25,9 +25,10 @@ SAMPLE = ROOT / "data" / "sample"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def sample_windows(actors, tmp_path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows, emotion labels 0-7, actors) of the embedded sample's clips of `actors`, the stages' 3 s window."""
-    windows, labels, who = [], [], []
+def sample_windows(actors, tmp_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(windows, emotion labels 0-7, actors, whole clips' samples) of the embedded sample's clips of `actors`,
+    the stages' fixed 3 s window."""
+    windows, labels, who, clips = [], [], [], []
     for actor in actors:
         with zipfile.ZipFile(SAMPLE / f"Video_Speech_Actor_{actor:02d}.zip") as archive:
             for member in sorted(n for n in archive.namelist() if n.endswith(".mp4")):
@@ -35,9 +36,10 @@ def sample_windows(actors, tmp_path) -> tuple[np.ndarray, np.ndarray, np.ndarray
                 video.write_bytes(archive.read(member))
                 samples = decode_audio(video, PARAMS["audio"]["sample_rate"])
                 windows.append(audio_window(samples, PARAMS["audio"]))
+                clips.append(samples)
                 labels.append(int(video.name.split("-")[2]) - 1)
                 who.append(actor)
-    return np.stack(windows), np.array(labels), np.array(who)
+    return np.stack(windows), np.array(labels), np.array(who), clips
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +77,15 @@ def test_loads_offline_from_faster_whispers_files(monkeypatch):
 
 @pytest.mark.parametrize("override, shape", [
     ({}, (7, 1024)),                                         # params.yaml: all 7 states, mean || std
+    ({"windows": "fixed"}, (7, 1024)),
     ({"layers": [3]}, (1, 1024)),
-    ({"layers": [2, 3, 4], "output": "sequence"}, (3, 50, 512)),  # 150 steps of 20 ms, pooled by 3
+    ({"layers": [2, 3, 4], "output": "sequence", "windows": "fixed"}, (3, 50, 512)),  # 150 steps of 20 ms, pooled by 3
 ])
 def test_documented_shapes_through_the_per_clip_path(actor_01, override, shape):
     cfg = {**PARAMS["features"]["audio"]["whisper_layers"], **override}
     encoder = load_encoder("whisper_layers", cfg, PARAMS["audio"]["sample_rate"])
     assert encoder.weights == "whisper-base:openai"
-    values = audio_inputs(actor_01[0][0], {"whisper_layers": encoder})["whisper_layers"]
+    values = audio_inputs(actor_01[3][0], PARAMS["audio"], {"whisper_layers": encoder})["whisper_layers"]
     assert values.shape == shape and values.dtype == np.float32 and np.isfinite(values).all()
     assert values.std() > 0
 
@@ -95,6 +98,45 @@ def test_bad_settings_are_named():
         load_encoder("whisper_layers", {**cfg, "output": "mean"})
     with pytest.raises(ParamError, match="whisper_layers.model: 'huge' is neither a folder nor one of tiny"):
         load_encoder("whisper_layers", {**cfg, "model": "huge"})
+
+
+def test_several_windows_cover_the_whole_clip_one_hop_apart(actor_01):
+    audio, hop = PARAMS["audio"], 1.0
+    width = int(audio["duration_s"] * audio["sample_rate"])
+    for samples in actor_01[3]:
+        windows = several_windows(samples, audio, hop)
+        starts = [0, *range(16000, len(samples) - width, 16000)]
+        assert len(windows) == len(starts) + 1 and len(samples) > width  # every sample clip lasts more than 3 s
+        assert all(w.shape == (width,) for w in windows)
+        assert [w.tobytes() for w in windows[:-1]] == [samples[s:s + width].tobytes() for s in starts]
+        assert windows[-1].tobytes() == samples[-width:].tobytes()  # the last one ends at the clip's end
+    short = several_windows(actor_01[3][0][:16000], audio, hop)  # 1 s: one window, padded as the fixed one is
+    assert len(short) == 1 and short[0].shape == (width,) and not short[0][16000:].any()
+
+
+def test_several_windows_average_the_pooled_states_of_each_window(actor_01):
+    cfg = {**PARAMS["features"]["audio"]["whisper_layers"], "windows": "several", "hop_s": 1.0}
+    several = load_encoder("whisper_layers", cfg, PARAMS["audio"]["sample_rate"])
+    fixed = load_encoder("whisper_layers", {**cfg, "windows": "fixed"}, PARAMS["audio"]["sample_rate"])
+    samples = max(actor_01[3], key=len)
+    windows = several_windows(samples, PARAMS["audio"], 1.0)
+    assert len(windows) >= 2
+    got = audio_inputs(samples, PARAMS["audio"], {"whisper_layers": several})["whisper_layers"]
+    each = encode_layers(load_whisper_layers("base"), np.stack(windows))
+    np.testing.assert_allclose(got, each.mean(axis=0), rtol=2e-3, atol=2e-3)  # stored as float16
+    alone = audio_inputs(samples, PARAMS["audio"], {"whisper_layers": fixed})["whisper_layers"]
+    assert np.abs(got - alone).mean() > 0.01 * np.abs(alone).mean()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"windows": "many"}, "whisper_layers.windows: 'many'; choose one of fixed, several"),
+    ({"windows": "several", "hop_s": 0}, "whisper_layers.hop_s: 0; windows: several needs the seconds"),
+    ({"windows": "several", "hop_s": 1.0, "output": "sequence"}, "several averages pooled states; it needs output: pooled"),
+])
+def test_bad_window_settings_are_named(override, message):
+    cfg = {**PARAMS["features"]["audio"]["whisper_layers"], **override}
+    with pytest.raises(ParamError, match=message):
+        load_encoder("whisper_layers", cfg)
 
 
 def test_a_folder_without_weights_is_named(tmp_path):
@@ -147,7 +189,7 @@ def test_hugging_face_weights_give_the_same_states(actor_01, tmp_path, monkeypat
 @pytest.fixture(scope="module")
 def sample_layers(tmp_path_factory):
     """Every layer (mean || std) of all 96 clips of the embedded sample: (features, labels, actors)."""
-    windows, labels, actors = sample_windows([1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 17, 18], tmp_path_factory.mktemp("all"))
+    windows, labels, actors, _ = sample_windows([1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 17, 18], tmp_path_factory.mktemp("all"))
     return encode_layers(load_whisper_layers("base"), windows), labels, actors
 
 

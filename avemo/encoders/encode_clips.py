@@ -16,7 +16,7 @@ from ..cache import ClipCache
 from ..errors import StageError, VideoError
 from ..io import as_final, atomic_path, read_json, remove_stale_temporaries, write_error
 from ..parallel import map_clips, resolve_workers
-from ..preprocess import audio_inputs, audio_window, face_inputs
+from ..preprocess import audio_inputs, face_inputs
 from ..entry import write_final_json
 from ..faces.strip import load_strip
 from .registry import code_files, load_encoder, modality_of
@@ -64,8 +64,8 @@ def encode_clip(job: dict, item: tuple[str, Path]) -> dict:
             if encoder.modality == "video":
                 values = face_inputs(load_strip(source, job["n_frames"]), {encoder.name: encoder})[encoder.name]
             else:
-                window = audio_window(load_wav(source, job["audio"]["sample_rate"]), job["audio"])
-                values = audio_inputs(window, {encoder.name: encoder})[encoder.name]
+                samples = load_wav(source, job["audio"]["sample_rate"])
+                values = audio_inputs(samples, job["audio"], {encoder.name: encoder})[encoder.name]
         except (VideoError, RuntimeError, OSError, ValueError) as err:
             return {"status": "failed", "message": f"{source}: {encoder.name} could not encode it ({err})"}
         np.save(target, values.astype(np.float16))

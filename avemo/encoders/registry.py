@@ -4,7 +4,7 @@ shape, offline hint), and nothing else lists them. Adding an encoder is its modu
 params.yaml (features.video.NAME or features.audio.NAME); docs/encoders.md says the rest.
 
 An encoder reads either the face crops of a clip (`video`, per crop) or its audio window (`audio`:
-audio.offset_s .. + audio.duration_s). `load_encoder(name, settings)` gives the loaded `Encoder`."""
+audio.offset_s .. + audio.duration_s, or several windows: avemo/preprocess.py). `load_encoder(name, settings)` gives the loaded `Encoder`."""
 from __future__ import annotations
 
 import importlib

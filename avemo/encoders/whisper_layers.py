@@ -16,7 +16,9 @@ and 150 steps of 20 ms a layer (d = 512 for base).
 
 Outputs (params.yaml features.audio.whisper_layers), per clip:
 - `output: pooled`: (len(layers), 2 d) float: each layer's mean and standard deviation over the steps;
-- `output: sequence`: (len(layers), steps // pool, d): each layer's states averaged over `pool` steps."""
+- `output: sequence`: (len(layers), steps // pool, d): each layer's states averaged over `pool` steps.
+`windows: several` (pooled only) reads windows of audio.duration_s every `hop_s` seconds over the whole clip
+instead of the fixed window, and averages their pooled states (avemo.preprocess.several_windows)."""
 from __future__ import annotations
 
 import json
@@ -37,6 +39,7 @@ from .spec import Encoder, EncoderSpec
 from .whisper import OFFLINE_HINT, SIZES
 
 OUTPUTS = ("pooled", "sequence")
+WINDOWS = ("fixed", "several")
 CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # CTranslate2 DataType order
 
 
@@ -251,12 +254,13 @@ def log_mel(windows: np.ndarray, n_mels: int) -> np.ndarray:
 
 
 def check_settings(cfg: dict, n_layers: int | None = None) -> tuple[list[int] | None, str, int]:
-    """(layers or None for all, output, pool) of features.audio.whisper_layers, checked."""
+    """(layers or None for all, output, pool) of features.audio.whisper_layers, checked (its windows too)."""
     layers, output, pool = cfg.get("layers", "all"), cfg.get("output", "pooled"), cfg.get("pool", 3)
     if output not in OUTPUTS:
         raise ParamError(f"features.audio.whisper_layers.output: '{output}'; choose one of {', '.join(OUTPUTS)}")
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
         raise ParamError(f"features.audio.whisper_layers.pool: {pool!r}; give a whole number of steps, 1 or more")
+    check_windows(cfg, output)
     if layers == "all":
         return None, output, pool
     top = "L" if n_layers is None else n_layers
@@ -266,6 +270,20 @@ def check_settings(cfg: dict, n_layers: int | None = None) -> tuple[list[int] | 
         raise ParamError(f"features.audio.whisper_layers.layers: {layers!r}; give `all` or a list of layer "
                          f"numbers 0..{top} (0: the front end, {top}: the final output)")
     return list(layers), output, pool
+
+
+def check_windows(cfg: dict, output: str) -> None:
+    windows, hop = cfg.get("windows", "fixed"), cfg.get("hop_s")
+    if windows not in WINDOWS:
+        raise ParamError(f"features.audio.whisper_layers.windows: {windows!r}; choose one of {', '.join(WINDOWS)}")
+    if windows == "fixed":
+        return
+    if output != "pooled":
+        raise ParamError("features.audio.whisper_layers.windows: several averages pooled states; it needs "
+                         f"output: pooled (not {output})")
+    if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not hop > 0:
+        raise ParamError(f"features.audio.whisper_layers.hop_s: {hop!r}; windows: several needs the seconds "
+                         "between window starts, more than 0")
 
 
 @torch.inference_mode()

@@ -107,9 +107,9 @@ def branch_inputs(path: Path, predictor: Predictor):
     needs = set(predictor.branches[branch])
     inputs = {}
     if needs_modality(needs, "audio"):
-        window, audio.placement = clip_audio(audio.samples, predictor.prep["audio"])
+        placed, audio.placement = clip_audio(audio.samples, predictor.prep["audio"])
         notes += [n for n in [padding_note(path, audio, audio.placement, predictor.prep["audio"])] if n]
-        inputs.update(predictor.audio_inputs(window))
+        inputs.update(predictor.audio_inputs(audio.samples, placed))
     if needs_modality(needs, "video"):
         inputs.update(predictor.video_inputs(track.crops))
     notes += [n for n in [truncation_note(path, track, audio)] if n]
@@ -138,11 +138,11 @@ def clip_inputs(path: Path, predictor: Predictor, fallback: Predictor | None = N
             audio = read_audio(path, rate)
         if audio.status != "ok":
             raise missing_audio_error(path, used, audio, models_dir)
-        window, placement = clip_audio(audio.samples, used.prep["audio"])
+        placed, placement = clip_audio(audio.samples, used.prep["audio"])
         audio.placement = placement
         note = padding_note(path, audio, placement, used.prep["audio"])
         notes += [note] if note else []
-        inputs.update(used.audio_inputs(window))
+        inputs.update(used.audio_inputs(audio.samples, placed))
     if used.uses_video:
         inputs.update(used.video_inputs(track.crops))
     note = truncation_note(path, track, audio)

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..audio import extract_audio, load_wav
 from ..errors import StageError, VideoError
-from ..preprocess import audio_window
 from ..faces.clip import FaceTrack, crop_faces
 
 TRUNCATION_TOLERANCE_S = 0.25  # decoded this much shorter than declared: a cut file (RAVDESS clips: < 0.001 s)
@@ -76,13 +75,14 @@ def window_start_s(n_samples: int, audio_cfg: dict) -> float:
     return audio_cfg["offset_s"] if sound_after_offset >= duration / 2 else 0.0
 
 
-def clip_audio(samples: np.ndarray, audio_cfg: dict) -> tuple[np.ndarray, dict]:
-    """The pipeline's fixed window of `duration_s` (avemo.preprocess.audio_window, zero-padded), placed by
-    window_start_s; and where it starts and how many of its seconds are padding."""
+def clip_audio(samples: np.ndarray, audio_cfg: dict) -> tuple[dict, dict]:
+    """The audio settings with the pipeline's fixed window of `duration_s` placed by window_start_s (the
+    per-clip path, avemo.preprocess.audio_inputs, reads the clip's windows by them); and where that window
+    starts and how many of its seconds are padding."""
     start = window_start_s(len(samples), audio_cfg)
-    window = audio_window(samples, {**audio_cfg, "offset_s": start})
     sound = min(audio_cfg["duration_s"], max(0.0, len(samples) / audio_cfg["sample_rate"] - start))
-    return window, {"window_start_s": round(start, 3), "padding_s": round(audio_cfg["duration_s"] - sound, 3)}
+    return {**audio_cfg, "offset_s": start}, {"window_start_s": round(start, 3),
+                                             "padding_s": round(audio_cfg["duration_s"] - sound, 3)}
 
 
 def padding_note(path, audio: AudioTrack, placement: dict, audio_cfg: dict) -> str | None:

@@ -118,9 +118,10 @@ class Predictor:
         store them: the crops read back from the faces stage's JPEG strip, each video encoder's output."""
         return face_inputs(strip_round_trip(crops), self.encoders("video"), with_frames=FRAMES in self.needs)
 
-    def audio_inputs(self, window: np.ndarray) -> dict[str, np.ndarray]:
-        """The fixed-length audio window -> every audio encoder's output this model needs."""
-        return audio_inputs(window, self.encoders("audio"))
+    def audio_inputs(self, samples: np.ndarray, audio_cfg: dict | None = None) -> dict[str, np.ndarray]:
+        """A clip's audio samples -> every audio encoder's output this model needs, its windows placed by
+        `audio_cfg` (default: the model's own audio settings)."""
+        return audio_inputs(samples, audio_cfg or self.prep["audio"], self.encoders("audio"))
 
     def probabilities(self, inputs: dict[str, np.ndarray], enrolment: dict[str, np.ndarray] | None = None,
                       branch: str | None = None) -> np.ndarray:

@@ -244,7 +244,7 @@ class WindowPredictor:
         start, stop = self._audio_span(k)
         a = model.prep["audio"]
         segment = self.audio.span(start, stop)
-        return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])))
+        return model.audio_inputs(fix_length(segment, int(a["duration_s"] * a["sample_rate"])), {**a, "offset_s": 0.0})
 
     def predict_window(self, k: int) -> Window:
         grid = self.grid
