@@ -112,3 +112,9 @@ def test_the_release_stage_on_a_handful_of_actors_writes_a_model_predict_warns_a
     assert result["branch"] == "audio+video" and result["model_info"]["source"] == str(out)
     assert "trained on only 7 actors and 56 clips" in result["model_info"]["warning"]
     assert np.isclose(sum(result["probabilities"].values()), 1, atol=1e-3)
+    assert model.prep["encoders"]["whisper_layers"]["windows"] == params["features"]["audio"]["whisper_layers"]["windows"]
+    with np.load(sample_data.features("whisper_layers") / "features.npz") as arrays:  # the encode stage's bytes
+        stored = dict(zip(arrays["clips"], arrays["values"]))
+    for clip in sorted(stored)[:2]:  # predict reads a RAVDESS file's windows exactly as the stage did
+        inputs = predict_clip(sample_data.raw / "clips" / f"{clip}.mp4", model).inputs
+        assert np.array_equal(inputs["whisper_layers"], stored[clip].astype(np.float32)), clip
