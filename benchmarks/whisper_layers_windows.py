@@ -4,7 +4,9 @@ cut, for benchmarks/whisper_layers_cv.py (--layers OUT/NAME):
 - `vad`: from the first to the last speech that silero-vad (the ONNX model faster-whisper ships) finds, with
   0.1 s kept on each side; the fixed window when it finds none;
 - `multi`: several windows of `audio.duration_s` (3 s) a hop of 1 s apart, covering the whole clip, each
-  encoded and pooled alone, their pooled states averaged.
+  encoded and pooled alone, their pooled states averaged: the product's `windows: several`
+  (avemo.preprocess.several_windows; its JSON was measured before that function padded clips of 3 s or less to
+  one full window, which changes 2 of the 1200 ravdess-lite clips, and in the last bits of float16 others).
 
     nice -n 10 python benchmarks/whisper_layers_windows.py --wav-dir data/audio/wav --out /tmp/windows [--windows multi]
 """
@@ -21,7 +23,7 @@ import torch
 from avemo.audio import load_wav
 from avemo.encoders.whisper_layers import encode_layers, load_whisper_layers
 from avemo.io import load_params
-from avemo.preprocess import audio_window
+from avemo.preprocess import audio_window, several_windows
 
 MARGIN_S = 0.1
 HOP_S = 1.0
@@ -36,15 +38,6 @@ def speech_span(samples: np.ndarray, rate: int) -> tuple[int, int] | None:
         return None
     margin = int(MARGIN_S * rate)
     return max(0, spans[0]["start"] - margin), min(len(samples), spans[-1]["end"] + margin)
-
-
-def several_windows(samples: np.ndarray, rate: int, duration_s: float) -> list[np.ndarray]:
-    """Windows of duration_s every HOP_S seconds from the start, the last one ending at the clip's end."""
-    width, hop = int(duration_s * rate), int(HOP_S * rate)
-    if len(samples) <= width:
-        return [samples]
-    starts = list(range(0, len(samples) - width, hop)) + [len(samples) - width]
-    return [samples[s:s + width] for s in starts]
 
 
 def main() -> None:
@@ -70,7 +63,7 @@ def main() -> None:
             vad = samples[span[0]:span[1]] if span else audio_window(samples, audio)
         for name in values:
             if name == "multi":
-                parts = several_windows(samples, rate, audio["duration_s"])
+                parts = several_windows(samples, audio, HOP_S)
                 pooled = np.mean([encode_layers(encoder, w[None])[0] for w in parts], axis=0)
                 values[name].append(pooled.astype(np.float16))
                 lengths[name].append(len(parts))
