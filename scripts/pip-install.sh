@@ -4,7 +4,7 @@
 # whole install is retried after a pause (wheels already fetched come from pip's cache). Usage: pip-install.sh PIP ARGS...
 set -uo pipefail
 pip="$1"; shift
-attempts="${PIP_INSTALL_ATTEMPTS:-4}"; pause_s="${PIP_INSTALL_PAUSE_S:-30}"
+attempts="${PIP_INSTALL_ATTEMPTS:-4}"; pause_s="${PIP_INSTALL_PAUSE_S:-60}"
 for attempt in $(seq 1 "$attempts"); do
   "$pip" install --retries 10 --timeout 60 --resume-retries 20 "$@" && exit 0
   status=$?
