@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pip install that survives a flaky network: the CUDA build of torch pulls about 3 GB of wheels from PyPI, and a
 # dropped connection must not fail the whole setup. pip resumes a broken download itself; if it still gives up, the
-# whole install is retried after a pause (wheels already fetched come from pip's cache). Usage: pip-install.sh PIP ARGS...
+# whole install is retried after a longer pause each time. Usage: pip-install.sh PIP ARGS...
 set -uo pipefail
 pip="$1"; shift
 attempts="${PIP_INSTALL_ATTEMPTS:-4}"; pause_s="${PIP_INSTALL_PAUSE_S:-60}"
