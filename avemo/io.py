@@ -6,9 +6,12 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+from io import BytesIO
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import yaml
 from .errors import ParamError, WriteError
 
@@ -78,6 +81,22 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             tmp.write_bytes(data)
     except OSError as err:
         raise write_error(path, err) from None
+
+
+NPZ_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(target, arrays: dict) -> None:
+    """What np.savez writes, to a path or binary handle, but the same bytes on every Python: np.savez forces a
+    zip64 header that Python patch releases write differently (3.11.2 and 3.11.7 disagree), which changed
+    dvc.lock's hashes on another interpreter. A member that fits gets the plain header; no pickles."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            member = BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=NPZ_DATE)
+            info.external_attr = 0o600 << 16
+            archive.writestr(info, member.getvalue())
 
 
 def read_json(path: str | Path):

@@ -83,11 +83,11 @@ def save_bundle(directory: str | Path, meta: dict, arrays: dict[str, np.ndarray]
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        from .io import write_json
+        from .io import save_npz, write_json
 
         write_json(tmp / BUNDLE_JSON, meta)
         with open(tmp / BUNDLE_ARRAYS, "wb") as handle:
-            np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+            save_npz(handle, {k: np.asarray(v) for k, v in arrays.items()})
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

@@ -14,7 +14,7 @@ import torch
 from ..audio import load_wav
 from ..cache import ClipCache
 from ..errors import StageError, VideoError
-from ..io import as_final, atomic_path, read_json, remove_stale_temporaries, write_error
+from ..io import as_final, atomic_path, read_json, remove_stale_temporaries, save_npz, write_error
 from ..parallel import map_clips, resolve_workers
 from ..preprocess import audio_inputs, face_inputs
 from ..entry import write_final_json
@@ -126,7 +126,7 @@ def _write_outputs(name, modality, encoder, window, context, results, tmp: Path,
                          f"{next(iter(results.values()))['message']}")
     values = np.stack([np.load(tmp / "clips" / f"{c}.npy") for c in ok])
     try:
-        np.savez(tmp / "features.npz", clips=np.array(ok), values=values)
+        save_npz(tmp / "features.npz", {"clips": np.array(ok), "values": values})
     except OSError as err:
         raise StageError(f"{as_final(write_error(tmp / 'features.npz', err), tmp, out)}; {out} left as it was") from None
     shutil.rmtree(tmp / "clips")
