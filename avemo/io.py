@@ -87,9 +87,8 @@ NPZ_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def save_npz(target, arrays: dict) -> None:
-    """What np.savez writes, to a path or binary handle, but the same bytes on every Python: np.savez forces a
-    zip64 header that Python patch releases write differently (3.11.2 and 3.11.7 disagree), which changed
-    dvc.lock's hashes on another interpreter. A member that fits gets the plain header; no pickles."""
+    """np.savez, but the same bytes on every Python: np.savez forces a zip64 header that patch releases write
+    differently (3.11.2 and 3.11.7), which changed dvc.lock on another interpreter. No pickles."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for key, value in arrays.items():
             member = BytesIO()

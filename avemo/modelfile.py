@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StageError
-from .io import atomic_path, read_json, write_error
+from .io import atomic_path, read_json, save_npz, write_error, write_json
 
 BUNDLE_JSON, BUNDLE_ARRAYS = "model.json", "model.npz"
 KINDS = ("logreg", "gbt", "svm")
@@ -83,11 +83,8 @@ def save_bundle(directory: str | Path, meta: dict, arrays: dict[str, np.ndarray]
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        from .io import save_npz, write_json
-
         write_json(tmp / BUNDLE_JSON, meta)
-        with open(tmp / BUNDLE_ARRAYS, "wb") as handle:
-            save_npz(handle, {k: np.asarray(v) for k, v in arrays.items()})
+        save_npz(tmp / BUNDLE_ARRAYS, {k: np.asarray(v) for k, v in arrays.items()})
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
